@@ -1,0 +1,185 @@
+"""The mosaic_* commands. Each is `name(argv=None) -> int`; its docstring is its help.
+
+Heavy modules (torch, snakemake, matplotlib) are imported inside the commands that need them, so
+that `--help` answers at once.
+"""
+
+import argparse
+import functools
+import os
+import sys
+
+from mosaic.errors import MosaicError
+
+COMMANDS = {}
+
+
+def command(function):
+    """Register a command; MosaicError becomes a one-line message and exit status 2."""
+    name = function.__name__
+
+    @functools.wraps(function)
+    def wrapper(argv=None):
+        try:
+            return function(sys.argv[1:] if argv is None else argv)
+        except MosaicError as error:
+            print(f"{name}: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted", file=sys.stderr)
+            return 130
+
+    COMMANDS[name] = wrapper
+    return wrapper
+
+
+def parser_for(function, **kwargs):
+    doc = function.__doc__
+    return argparse.ArgumentParser(
+        prog=function.__name__, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+
+
+def default_plots(database):
+    stem, _ = os.path.splitext(os.path.abspath(database))
+    return f"{stem}_plots"
+
+
+def add_selectors(parser, required=False):
+    """-id / -status / -param, shared by mosaic_rerun and mosaic_plotloss."""
+    parser.add_argument("-id", dest="ids", help="'all', '5', '1-3,7'")
+    parser.add_argument("-status", help="runs with this status (done, error, running, pending)")
+    parser.add_argument("-param", nargs=2, metavar=("NAME", "VALUE"),
+                        help="runs whose parameter NAME (or TYPE.NAME) equals VALUE")
+
+
+def selected_ids(database, args):
+    from mosaic.database import parse_ids, select_run_ids
+
+    ids = parse_ids(args.ids) if args.ids else None
+    return select_run_ids(database, ids=ids, status=args.status,
+                          param=tuple(args.param) if args.param else None)
+
+
+@command
+def mosaic_run(argv):
+    """Run an experiment: every run of the ini through Snakemake, then the database and plots.
+
+    Class files are found relative to the ini's folder. Runs already done are kept; a run that
+    raises does not stop the others. Ctrl-C pauses (running runs finish), twice stops at once.
+    Arguments after `--` go to snakemake as they are.
+    """
+    parser = parser_for(mosaic_run)
+    parser.add_argument("ini", help="the experiment's ini file")
+    parser.add_argument("database", help="the SQLite database to write")
+    parser.add_argument("--cores", type=int, help="parallel runs (default: nb_processus, else all cores)")
+    parser.add_argument("--plots", help="folder of the plots (default: <database>_plots)")
+    parser.add_argument("--profile", help="a Snakemake profile, e.g. profiles/slurm")
+    parser.add_argument("-n", "--dry-run", action="store_true", help="show the jobs, run nothing")
+    own, extra = split_extra(argv)
+    args = parser.parse_args(own)
+    from mosaic import launch
+
+    return launch.run_experiment(args.ini, args.database, plots=args.plots or default_plots(args.database),
+                                 cores=args.cores, profile=args.profile, dry_run=args.dry_run, extra=extra)
+
+
+def split_extra(argv):
+    if "--" in argv:
+        index = argv.index("--")
+        return argv[:index], argv[index + 1:]
+    return argv, []
+
+
+@command
+def mosaic_generate(argv):
+    """Write the expanded runs of an ini (ids, hashes, seeds, modules) to a JSON file."""
+    parser = parser_for(mosaic_generate)
+    parser.add_argument("ini")
+    parser.add_argument("output", help="JSON file to write")
+    args = parser.parse_args(argv)
+    import json
+
+    from mosaic.config import load_experiment
+
+    experiment = load_experiment(args.ini)
+    runs = [
+        {
+            "run_id": run.run_id,
+            "run_hash": run.run_hash,
+            "replicate": run.replicate,
+            "seed": run.seed,
+            "pipeline": run.pipeline,
+            "dataset_key": run.dataset_key,
+            "model_key": run.model_key,
+            "modules": [
+                {"section": m.section, "type": m.type, "class": m.class_name, "path_to_class": m.path,
+                 "key": m.key, "params": m.param_dict()}
+                for m in run.modules
+            ],
+        }
+        for run in experiment.runs
+    ]
+    with open(args.output, "w") as handle:
+        json.dump(runs, handle, indent=2)
+    print(f"{len(runs)} runs written to {args.output}")
+    return 0
+
+
+@command
+def mosaic_plotloss(argv):
+    """Draw the loss curves of the selected runs into a PDF (pages of K x K panels).
+
+    The optional run_files_path is accepted for compatibility with the original Mosaic: the
+    losses are read from the database.
+    """
+    parser = parser_for(mosaic_plotloss)
+    parser.add_argument("database")
+    parser.add_argument("output", help="PDF file to write")
+    parser.add_argument("run_files_path", nargs="?", help="ignored (losses come from the database)")
+    add_selectors(parser)
+    parser.add_argument("-plot_size", type=int, default=3, help="K: panels per row and column")
+    args = parser.parse_args(argv)
+    if args.plot_size < 1:
+        raise MosaicError("-plot_size must be at least 1")
+    from mosaic.database import open_db
+    from mosaic.plots import plotloss
+
+    open_db(args.database).close()
+    ids = selected_ids(args.database, args)
+    plotloss(args.database, args.output, ids=ids, plot_size=args.plot_size)
+    print(f"{len(ids)} runs drawn in {args.output}")
+    return 0
+
+
+@command
+def mosaic_metaplot(argv):
+    """Compare the model keys on one dataset: x = nb_params, y = VALUE (mean and spread over the
+    replicates), one line per model key. VALUE: test_loss, train_loss, duration, overfit,
+    trainability, slope or nb_params. DATASET: a dataset key or a data class name."""
+    parser = parser_for(mosaic_metaplot)
+    parser.add_argument("database")
+    parser.add_argument("output", help="PNG or PDF file to write")
+    parser.add_argument("dataset")
+    parser.add_argument("value")
+    args = parser.parse_args(argv)
+    from mosaic.database import open_db
+    from mosaic.plots import metaplot
+
+    open_db(args.database).close()
+    metaplot(args.database, args.output, args.dataset, args.value)
+    print(f"{args.output} written")
+    return 0
+
+
+def main():
+    """`python -m mosaic.cli NAME ...` runs the command mosaic_NAME."""
+    if len(sys.argv) < 2 or f"mosaic_{sys.argv[1]}" not in COMMANDS:
+        print("commands: " + ", ".join(sorted(COMMANDS)), file=sys.stderr)
+        return 2
+    return COMMANDS[f"mosaic_{sys.argv[1]}"](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""What the Snakemake workflow needs from the experiment: paths, targets, signatures.
+
+Used by workflow/rules/common.smk; kept here so that it is plain, testable Python.
+"""
+
+import hashlib
+import json
+import os
+import re
+import sys
+
+from mosaic import runfiles
+from mosaic.config import load_experiment
+from mosaic.errors import MosaicError
+
+
+def load_or_exit(ini):
+    """The experiment, or a one-line error and exit status 1 (no traceback) on bad input."""
+    try:
+        return load_experiment(ini)
+    except MosaicError as error:
+        print(f"mosaic: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def export_environment():
+    """Make `python -m mosaic.job` in a job's shell reach this interpreter and this package.
+
+    Local jobs and SLURM jobs (sbatch exports the environment) inherit these variables.
+    """
+    bindir = os.path.dirname(sys.executable)
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if package_parent not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
+
+
+def relative(path):
+    """`path` relative to the working directory when it lies below it, else absolute."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def result_files(experiment, runs_dir, partial=False):
+    """The result files of every run; with partial=True, only those already written."""
+    files = []
+    for run in experiment.runs:
+        pair = [
+            os.path.join(runs_dir, run.run_hash, runfiles.RESULT),
+            os.path.join(runs_dir, run.run_hash, runfiles.LOSSES),
+        ]
+        if not partial or all(os.path.exists(p) for p in pair):
+            files += pair
+    return files
+
+
+def safe_name(key):
+    """A file-name-safe form of a dataset key."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", key).strip("_") or "dataset"
+
+
+def dataset_names(experiment):
+    """{file-name-safe name: dataset key} for the dataset keys of the experiment, in run order."""
+    names = {}
+    for run in experiment.runs:
+        name = safe_name(run.dataset_key)
+        while name in names and names[name] != run.dataset_key:
+            name += "_"
+        names.setdefault(name, run.dataset_key)
+    return names
+
+
+def aggregation_signature(experiment):
+    """A digest of what the database shows beyond the run files (ids, pipelines, keys, PROCESS):
+    when it changes (a new key template, say), the database is rebuilt without any training."""
+    rows = [
+        (run.run_id, run.run_hash, run.pipeline, [m.key for m in run.modules])
+        for run in experiment.runs
+    ]
+    process = experiment.process
+    payload = json.dumps([rows, repr(process)], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

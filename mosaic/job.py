@@ -1,0 +1,99 @@
+"""One training run, as one Snakemake job: `python -m mosaic.job INI RUN_HASH`.
+
+Its output goes to the run's train.log. On failure it writes error.txt (the traceback) and exits 1,
+so that Snakemake records a failed job, keeps going with the others, and retries it next time.
+"""
+
+import argparse
+import fcntl
+import os
+import sys
+import traceback
+
+from mosaic import runfiles
+from mosaic.config import load_experiment
+from mosaic.errors import MosaicError
+from mosaic.session import PAUSE_FILE
+
+
+def target_epochs(folder):
+    """The total epochs a continuation asked for (mosaic_rerun -epochs), or None."""
+    path = os.path.join(folder, runfiles.CONTINUE)
+    if not os.path.exists(path):
+        return None
+    return int(runfiles.read_json(path)["target_epochs"])
+
+
+def hold_lock(folder):
+    handle = open(os.path.join(folder, runfiles.LOCK), "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise MosaicError(f"{folder}: another process is training this run") from None
+    return handle
+
+
+def train(experiment, run, threads):
+    """Select the device, then train; imports torch only here."""
+    from mosaic.devices import select_device
+
+    run_label = f"run {run.run_id} ({run.pipeline})"
+    device, gpu_lock, device_name = select_device(experiment.monitor, run_label)
+    import torch
+
+    from mosaic import training
+
+    torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MosaicError(f"{run_label} needs a GPU but torch sees no CUDA device")
+    print(f"run {run.run_id} {run.pipeline} on {device_name}, seed {run.seed}", flush=True)
+    folder = runfiles.run_dir(experiment.process.run_files_path, run.run_hash)
+    result = training.train_run(
+        experiment, run, device=device, target_epochs=target_epochs(folder),
+        log=lambda line: print(line, flush=True), device_name=device_name,
+    )
+    del gpu_lock
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m mosaic.job", description=__doc__)
+    parser.add_argument("ini")
+    parser.add_argument("run_hash")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    if os.path.exists(PAUSE_FILE):  # mosaic_pause: start no new run; Snakemake retries it later
+        print(f"mosaic: paused, run {args.run_hash} not started", file=sys.stderr)
+        return 3
+    try:
+        experiment = load_experiment(args.ini)
+        run = experiment.run_by_hash(args.run_hash)
+    except (MosaicError, KeyError) as error:
+        print(f"mosaic: {error}", file=sys.stderr)
+        return 1
+    folder = runfiles.run_dir(experiment.process.run_files_path, run.run_hash)
+    os.makedirs(folder, exist_ok=True)
+    try:
+        lock = hold_lock(folder)
+        train(experiment, run, args.threads)
+    except BaseException as error:  # also KeyboardInterrupt/SystemExit: record, then re-raise
+        text = traceback.format_exc()
+        if not isinstance(error, (KeyboardInterrupt, SystemExit)):
+            runfiles.write_atomic(os.path.join(folder, runfiles.ERROR), text)
+        print(text, file=sys.stderr, flush=True)
+        summary = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"mosaic: run {run.run_id} failed: {type(error).__name__}: {summary}", file=sys.stderr)
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            raise
+        return 1
+    for name in (runfiles.ERROR, runfiles.CHECKPOINT, runfiles.CONTINUE):
+        try:
+            os.remove(os.path.join(folder, name))
+        except FileNotFoundError:
+            pass
+    del lock
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""mosaic_run and friends: validate, run Snakemake, and report what became of every run."""
+
+import fcntl
+import os
+import sys
+
+from mosaic import runfiles, runner, session
+from mosaic.config import load_experiment
+from mosaic.errors import MosaicError
+
+
+def say(line):
+    print(line, flush=True)
+
+
+def hold_session_lock():
+    """One mosaic_run per folder at a time; the kernel drops the lock if we are killed."""
+    os.makedirs(session.STATE_DIR, exist_ok=True)
+    handle = open(os.path.join(session.STATE_DIR, "run.lock"), "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise MosaicError(f"another mosaic_run is running in {os.getcwd()}") from None
+    return handle
+
+
+def clear_stale_snakemake_lock(state):
+    """After a kill -9, Snakemake's lock stays behind; we hold the folder's lock, so it is stale."""
+    locks = os.path.join(state["workdir"], ".snakemake", "locks")
+    if os.path.isdir(locks) and os.listdir(locks):
+        import subprocess
+
+        command = runner.snakemake_command(state, 1, extra=["--unlock"])
+        subprocess.run(command, capture_output=True, check=False)
+
+
+def statuses(experiment):
+    rfp = experiment.process.run_files_path
+    return {run.run_hash: runfiles.read_state(rfp, run.run_hash) for run in experiment.runs}
+
+
+def default_cores(experiment):
+    return experiment.monitor.nb_processus or os.cpu_count() or 1
+
+
+def gpu_count(experiment):
+    if not experiment.monitor.need_gpu:
+        return 0
+    if experiment.monitor.gpu_available:
+        return len(experiment.monitor.gpu_available)
+    from mosaic.devices import visible_gpus
+
+    return len(visible_gpus())
+
+
+def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False, extra=(),
+                   targets=(), forcerun=(), to_train=None):
+    """Run the workflow for `ini`; returns the exit status (0: every run done)."""
+    experiment = load_experiment(ini)
+    _lock = hold_session_lock()
+    state = session.save(ini, database, plots)
+    if os.path.exists(session.PAUSE_FILE):
+        os.remove(session.PAUSE_FILE)
+    clear_stale_snakemake_lock(state)
+    cores = cores or default_cores(experiment)
+    gpus = gpu_count(experiment)
+    command = runner.snakemake_command(
+        state, cores, targets=targets, forcerun=forcerun, profile=profile, gpus=gpus,
+        extra=[*(["--dry-run"] if dry_run else []), *extra],
+    )
+    if dry_run:
+        import subprocess
+
+        return subprocess.run(command).returncode
+
+    before = statuses(experiment)
+    if to_train is None:
+        to_train = [run for run in experiment.runs if before[run.run_hash].status != "done"]
+    say(f"mosaic: {len(experiment.runs)} runs, {len(to_train)} to train, {cores} at a time"
+        + (f" on {gpus} GPUs" if gpus else ""))
+    log_path = os.path.join(session.STATE_DIR, "logs", "snakemake.log")
+    watcher = runner.Watcher(experiment, to_train, say)
+    watcher.start()
+    returncode, tail = runner.run_snakemake(command, log_path, say, on_interrupt=request_pause)
+    watcher.finish()
+
+    after = statuses(experiment)
+    failed = [run for run in experiment.runs if after[run.run_hash].status == "error"]
+    remaining = [run for run in experiment.runs if after[run.run_hash].status != "done"]
+    if runner.pause_requested(state["workdir"]):
+        say(f"mosaic: paused; {len(remaining)} runs remain: mosaic_resume (or mosaic_run) finishes them")
+        return 0
+    if failed:
+        say(f"mosaic: building the database and plots from the {len(experiment.runs) - len(remaining)} runs done")
+        partial = runner.snakemake_command(state, cores, forcerun=["database"], partial=True,
+                                           profile=profile, extra=list(extra))
+        runner.run_snakemake(partial, log_path, say)
+        say(f"mosaic: {len(failed)} of {len(experiment.runs)} runs failed: "
+            + ", ".join(str(run.run_id) for run in failed) + " (mosaic_status shows the tracebacks)")
+        return 1
+    if returncode != 0:
+        for line in tail[-20:]:
+            print(line, file=sys.stderr)
+        say(f"mosaic: Snakemake failed (exit {returncode}); full log: {os.path.abspath(log_path)}")
+        return 1
+    say(f"mosaic: all {len(experiment.runs)} runs done; database {state['database']}, plots in {state['plots']}")
+    return 0
+
+
+def request_pause():
+    os.makedirs(session.STATE_DIR, exist_ok=True)
+    open(session.PAUSE_FILE, "w").close()
+    say("mosaic: pausing; the running runs finish, no new run starts (Ctrl-C again to stop them now)")

@@ -1,0 +1,19 @@
+"""Where the workflow files are: the repository checkout, or the copy shipped in the package."""
+
+import os
+
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def workflow_root():
+    """The folder holding Snakefile, workflow/, config/ and profiles/."""
+    checkout = os.path.dirname(PACKAGE)
+    if os.path.isfile(os.path.join(checkout, "Snakefile")) and os.path.isdir(
+        os.path.join(checkout, "workflow", "rules")
+    ):
+        return checkout
+    return os.path.join(PACKAGE, "_workflow")
+
+
+def snakefile():
+    return os.path.join(workflow_root(), "Snakefile")

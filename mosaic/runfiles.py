@@ -1,0 +1,134 @@
+"""The files of one run under run_files_path, and reading a run's state from them.
+
+Layout, per run (folder named by the run's content hash):
+    <run_files_path>/<hash>/model.pt      final checkpoint (state dicts, optimizer, epoch): job output
+    <run_files_path>/<hash>/losses.tsv    epoch, train_loss, test_loss, seconds: job output
+    <run_files_path>/<hash>/result.json   metadata (pipeline, params, seed, nb_params, ...): job output
+    <run_files_path>/<hash>/train.log     the job's log: one line per epoch, tracebacks
+    <run_files_path>/<hash>/error.txt     traceback of the last failed attempt (removed when it succeeds)
+    <run_files_path>/<hash>/checkpoint.pt intermediate checkpoint, written every `checkpoint_every` epochs
+    <run_files_path>/<hash>/running.lock  held (flock) by the training process while it runs
+    <run_files_path>/<hash>/continue.json request to continue training for more epochs (mosaic_rerun)
+No torch import here: status and the database read these files.
+"""
+
+import fcntl
+import json
+import math
+import os
+from dataclasses import dataclass
+
+MODEL = "model.pt"
+LOSSES = "losses.tsv"
+RESULT = "result.json"
+LOG = "train.log"
+ERROR = "error.txt"
+CHECKPOINT = "checkpoint.pt"
+LOCK = "running.lock"
+CONTINUE = "continue.json"
+
+LOSS_HEADER = "epoch\ttrain_loss\ttest_loss\tseconds"
+
+
+def run_dir(run_files_path, run_hash):
+    return os.path.join(run_files_path, run_hash)
+
+
+def run_file(run_files_path, run_hash, name):
+    return os.path.join(run_files_path, run_hash, name)
+
+
+def write_atomic(path, text):
+    """Write a file so that readers see the old or the new content, never a half-written one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path, data):
+    write_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+
+
+def format_losses(rows):
+    lines = [LOSS_HEADER]
+    lines += [f"{e}\t{t!r}\t{v!r}\t{s:.6f}" for e, t, v, s in rows]
+    return "\n".join(lines) + "\n"
+
+
+def read_losses(path):
+    """Rows (epoch, train_loss, test_loss, seconds) of a loss file; nan/inf kept as floats."""
+    rows = []
+    with open(path) as handle:
+        next(handle, None)
+        for line in handle:
+            if line.strip():
+                epoch, train, test, seconds = line.split("\t")
+                rows.append((int(epoch), float(train), float(test), float(seconds)))
+    return rows
+
+
+def read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def is_locked(path):
+    """True when a live process holds the flock on `path` (a killed process holds none)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def progress(log_path):
+    """(epoch, total) from the last 'epoch E/N' line of a run's log, or None."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            tail = handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return None
+    for line in reversed(tail.splitlines()):
+        if line.startswith("epoch "):
+            done, _, total = line.split()[1].partition("/")
+            if done.isdigit() and total.isdigit():
+                return int(done), int(total)
+    return None
+
+
+@dataclass
+class RunState:
+    status: str  # done | error | running | pending
+    result: dict | None = None
+    error: str | None = None
+    progress: tuple | None = None
+
+
+def read_state(run_files_path, run_hash):
+    """What the files say of one run. A run whose process died holds no lock: not 'running'."""
+    folder = run_dir(run_files_path, run_hash)
+    if is_locked(os.path.join(folder, LOCK)):
+        return RunState("running", progress=progress(os.path.join(folder, LOG)))
+    result_path = os.path.join(folder, RESULT)
+    if os.path.exists(result_path) and os.path.exists(os.path.join(folder, LOSSES)):
+        return RunState("done", result=read_json(result_path))
+    error_path = os.path.join(folder, ERROR)
+    if os.path.exists(error_path):
+        with open(error_path) as handle:
+            return RunState("error", error=handle.read())
+    return RunState("pending")
+
+
+def finite_or_none(value):
+    return value if value is not None and math.isfinite(value) else None

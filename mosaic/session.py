@@ -1,0 +1,54 @@
+"""The experiment launched from a folder: .mosaic/experiment.json, written by mosaic_run.
+
+mosaic_status, mosaic_savedb, mosaic_pause and mosaic_resume find the experiment through it.
+"""
+
+import os
+
+from mosaic import runfiles
+from mosaic.errors import MosaicError
+
+STATE_DIR = ".mosaic"
+STATE_FILE = os.path.join(STATE_DIR, "experiment.json")
+PAUSE_FILE = os.path.join(STATE_DIR, "pause")
+
+
+def save(ini, database, plots):
+    os.makedirs(STATE_DIR, exist_ok=True)
+    state = {
+        "ini": os.path.abspath(ini),
+        "database": os.path.abspath(database),
+        "plots": os.path.abspath(plots),
+        "workdir": os.getcwd(),
+    }
+    runfiles.write_json(STATE_FILE, state)
+    return state
+
+
+def load(ini=None):
+    """The saved session, or one made from `ini`; MosaicError when neither is there."""
+    if os.path.exists(STATE_FILE):
+        state = runfiles.read_json(STATE_FILE)
+        if ini is None or os.path.abspath(ini) == state["ini"]:
+            return state
+    if ini is not None:
+        return {"ini": os.path.abspath(ini), "database": None, "plots": None, "workdir": os.getcwd()}
+    default = default_ini()
+    if default:
+        return {"ini": default, "database": None, "plots": None, "workdir": os.getcwd()}
+    raise MosaicError(
+        f"no experiment was launched from {os.getcwd()} (no {STATE_FILE}); give the ini file"
+    )
+
+
+def default_ini():
+    """The ini named by config/config.yaml in this folder (plain `snakemake` from the repository)."""
+    path = os.path.join("config", "config.yaml")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        for line in handle:
+            if line.startswith("ini:"):
+                value = line.split(":", 1)[1].strip().strip("'\"")
+                return os.path.abspath(value) if value else None
+    return None

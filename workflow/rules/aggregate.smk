@@ -1,0 +1,14 @@
+# The SQLite database, rebuilt from the run files by exactly one job.
+
+
+rule database:
+    input:
+        run_results,
+    output:
+        DATABASE,
+    log:
+        os.path.join(LOGS, "database.log"),
+    params:
+        signature=dag.aggregation_signature(EXPERIMENT),
+    script:
+        "../scripts/build_database.py"

@@ -1,0 +1,58 @@
+# Loads and validates the experiment; input functions. The logic lives in mosaic/dag.py.
+import os
+import sys
+
+sys.path.insert(0, workflow.basedir)  # a plain checkout: the mosaic package sits beside the Snakefile
+
+from mosaic import dag
+
+EXPERIMENT = dag.load_or_exit(config["ini"])
+dag.export_environment()  # jobs run `python -m mosaic.job` from this interpreter's environment
+
+INI = os.path.abspath(config["ini"])
+RUNS = dag.relative(EXPERIMENT.process.run_files_path)
+DATABASE = config["database"]
+PLOTS = config["plots"]
+LOGS = config.get("logs", ".mosaic/logs")
+PARTIAL = bool(config.get("partial", False))
+GPU_PER_RUN = 1 if EXPERIMENT.monitor.need_gpu else 0
+METAPLOT_VALUES = ("test_loss", "train_loss", "duration", "overfit", "trainability", "slope", "nb_params")
+
+wildcard_constraints:
+    run="[0-9a-f]{16}",
+    value="|".join(METAPLOT_VALUES),
+
+
+def run_path(name):
+    """Pattern of one per-run file: <run_files_path>/{run}/<name>."""
+    return os.path.join(RUNS, "{run}", name)
+
+
+def class_files(wildcards):
+    """The class files of a run: editing one retrains the runs that use it."""
+    return EXPERIMENT.class_files(EXPERIMENT.run_by_hash(wildcards.run))
+
+
+def run_results(wildcards):
+    """Every run's result files; with partial=True only those already there."""
+    return dag.result_files(EXPERIMENT, RUNS, partial=PARTIAL)
+
+
+def plotloss_target():
+    return os.path.join(PLOTS, "plotloss.pdf")
+
+
+def metaplot_targets():
+    return [
+        os.path.join(PLOTS, f"metaplot_{name}_{value}.png")
+        for name in dag.dataset_names(EXPERIMENT)
+        for value in config["metaplot_values"]
+    ]
+
+
+def metaplot_dataset(wildcards):
+    return dag.dataset_names(EXPERIMENT)[wildcards.dataset]
+
+
+def final_targets():
+    return [DATABASE, plotloss_target(), *metaplot_targets()]
