@@ -28,6 +28,9 @@ def command(function):
         except KeyboardInterrupt:
             print(f"{name}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # output piped into `head`, say
+            sys.stderr.close()
+            return 0
 
     COMMANDS[name] = wrapper
     return wrapper
@@ -171,6 +174,120 @@ def mosaic_metaplot(argv):
     metaplot(args.database, args.output, args.dataset, args.value)
     print(f"{args.output} written")
     return 0
+
+
+@command
+def mosaic_status(argv):
+    """Show every run of the experiment launched from this folder: Done (losses and time),
+    Error (pipeline and traceback), Running (pipeline and epoch), and how many are pending.
+    Works while the experiment runs and after it; a run whose process died is not Running."""
+    parser = parser_for(mosaic_status)
+    parser.add_argument("ini", nargs="?", help="the experiment's ini (default: the one mosaic_run used here)")
+    args = parser.parse_args(argv)
+    from mosaic import session, status
+    from mosaic.config import load_experiment
+
+    experiment = load_experiment(session.load(args.ini)["ini"])
+    print(status.render(experiment, status.states_of(experiment)))
+    return 0
+
+
+@command
+def mosaic_savedb(argv):
+    """Write a consistent database of everything finished so far, while the experiment goes on.
+    The copy is independent of the experiment: any operation is allowed on it."""
+    parser = parser_for(mosaic_savedb)
+    parser.add_argument("output", help="the database copy to write")
+    parser.add_argument("--ini", help="the experiment's ini (default: the one mosaic_run used here)")
+    args = parser.parse_args(argv)
+    from mosaic import session
+    from mosaic.config import load_experiment
+    from mosaic.database import build
+
+    state = session.load(args.ini)
+    live = state.get("database")
+    if live and (os.path.abspath(args.output) == live
+                 or (os.path.exists(args.output) and os.path.exists(live)
+                     and os.path.samefile(args.output, live))):
+        raise MosaicError(f"{args.output} is the experiment's own database; give another path")
+    experiment = load_experiment(state["ini"])
+    build(experiment, args.output)
+    print(f"{args.output} written ({len(experiment.runs)} runs)")
+    return 0
+
+
+@command
+def mosaic_rerun(argv):
+    """Train selected runs again, then rebuild the database and plots; the others are untouched.
+
+    Without -epochs, the selected runs are retrained from scratch. With -epochs E, a finished run
+    continues from its last checkpoint (model and optimizer) for E more epochs and its loss curve
+    is extended; a failed or unfinished run is trained from scratch for E epochs.
+    Plain Snakemake equivalent (retrain from scratch):
+        snakemake --cores N --forcerun RUNS/<hash>/result.json --config partial=True
+    """
+    parser = parser_for(mosaic_rerun)
+    parser.add_argument("ini")
+    parser.add_argument("database")
+    add_selectors(parser)
+    parser.add_argument("-epochs", "-epoch", dest="epochs", type=int, help="epochs to add (see above)")
+    parser.add_argument("--cores", type=int)
+    parser.add_argument("--plots", help="folder of the plots (default: <database>_plots)")
+    parser.add_argument("--profile")
+    args = parser.parse_args(argv)
+    if not (args.ids or args.status or args.param):
+        parser.error("select runs with -id, -status or -param")
+    if args.epochs is not None and args.epochs < 1:
+        raise MosaicError("-epochs must be at least 1")
+    from mosaic import launch, rerun
+    from mosaic.config import load_experiment
+
+    experiment = load_experiment(args.ini)
+    selected = rerun.select(experiment, args.ids, args.status, args.param)
+    if not selected:
+        raise MosaicError("no run matches the selection")
+    forced = rerun.prepare(experiment, selected, args.epochs)
+    return launch.run_experiment(args.ini, args.database, args.plots or default_plots(args.database),
+                                 cores=args.cores, profile=args.profile, forcerun=forced, selected=selected)
+
+
+@command
+def mosaic_rekey(argv):
+    """Apply the ini's current `key` templates to the database and plots, without training."""
+    parser = parser_for(mosaic_rekey)
+    parser.add_argument("ini")
+    parser.add_argument("database")
+    parser.add_argument("--plots", help="folder of the plots (default: <database>_plots)")
+    args = parser.parse_args(argv)
+    from mosaic import launch
+
+    return launch.run_experiment(args.ini, args.database, args.plots or default_plots(args.database),
+                                 partial=True, forcerun=["database"])
+
+
+@command
+def mosaic_pause(argv):
+    """Pause the experiment launched from this folder: no new run starts, the running ones
+    finish, then mosaic_run exits. mosaic_resume (or mosaic_run) finishes the rest."""
+    parser_for(mosaic_pause).parse_args(argv)
+    from mosaic import launch, session
+
+    session.load()
+    launch.request_pause()
+    return 0
+
+
+@command
+def mosaic_resume(argv):
+    """Finish the experiment launched from this folder after a pause, a Ctrl-C or a crash."""
+    parser_for(mosaic_resume).parse_args(argv)
+    from mosaic import launch, session
+
+    state = session.load()
+    if state.get("database") is None:
+        raise MosaicError("no experiment was launched from this folder with mosaic_run")
+    return launch.run_experiment(state["ini"], state["database"], state["plots"],
+                                 cores=state.get("cores"), profile=state.get("profile"))
 
 
 def main():

@@ -102,7 +102,7 @@ class Process:
     path_to_class_loss_function: str | None = None
     optimizer: str = "Adam"
     seed: int = 0
-    checkpoint_every: int = 0
+    checkpoint_every: int | None = None  # None: every tenth of the epochs; 0: never
     extra: tuple = ()
 
 
@@ -526,7 +526,7 @@ def _parse_process(section, ini_dir):
         path_to_class_loss_function=loss_file,
         optimizer=section.identifier("optimizer", "Adam"),
         seed=section.integer("seed", 0),
-        checkpoint_every=section.integer("checkpoint_every", 0, minimum=0),
+        checkpoint_every=section.integer("checkpoint_every", None, minimum=0),
         extra=section.extra(),
     )
     loss_in_ini = os.path.normpath(loss_path) if loss_path is not None else None

@@ -28,6 +28,7 @@ def export_environment():
 
     Local jobs and SLURM jobs (sbatch exports the environment) inherit these variables.
     """
+    os.environ["MOSAIC_SNAKEMAKE_PID"] = str(os.getpid())  # jobs stop if this process dies
     bindir = os.path.dirname(sys.executable)
     os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,17 +44,26 @@ def relative(path):
     return path if rel.startswith("..") else rel
 
 
-def result_files(experiment, runs_dir, partial=False):
-    """The result files of every run; with partial=True, only those already written."""
+def result_files(experiment, runs_dir, partial=False, also=()):
+    """The result files of every run. With partial=True, only those already written plus those
+    of the runs in `also` (hashes): the database is then built without training anything else."""
     files = []
     for run in experiment.runs:
         pair = [
             os.path.join(runs_dir, run.run_hash, runfiles.RESULT),
             os.path.join(runs_dir, run.run_hash, runfiles.LOSSES),
         ]
-        if not partial or all(os.path.exists(p) for p in pair):
+        if not partial or run.run_hash in also or all(os.path.exists(p) for p in pair):
             files += pair
     return files
+
+
+def read_run_list(path):
+    """The run hashes listed in `path`, one a line (written by mosaic_rerun)."""
+    if not path:
+        return frozenset()
+    with open(path) as handle:
+        return frozenset(line.strip() for line in handle if line.strip())
 
 
 def safe_name(key):

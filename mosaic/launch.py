@@ -7,6 +7,7 @@ import sys
 from mosaic import runfiles, runner, session
 from mosaic.config import load_experiment
 from mosaic.errors import MosaicError
+from mosaic.status import states_of
 
 
 def say(line):
@@ -34,11 +35,6 @@ def clear_stale_snakemake_lock(state):
         subprocess.run(command, capture_output=True, check=False)
 
 
-def statuses(experiment):
-    rfp = experiment.process.run_files_path
-    return {run.run_hash: runfiles.read_state(rfp, run.run_hash) for run in experiment.runs}
-
-
 def default_cores(experiment):
     return experiment.monitor.nb_processus or os.cpu_count() or 1
 
@@ -54,18 +50,26 @@ def gpu_count(experiment):
 
 
 def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False, extra=(),
-                   targets=(), forcerun=(), to_train=None):
-    """Run the workflow for `ini`; returns the exit status (0: every run done)."""
+                   forcerun=(), selected=None, partial=False):
+    """Run the workflow for `ini`; returns the exit status (0: every run done).
+
+    selected: train only these runs (forced), then rebuild the database and plots from the runs
+    done. partial: train nothing, rebuild the database and plots (mosaic_rekey).
+    """
     experiment = load_experiment(ini)
     _lock = hold_session_lock()
-    state = session.save(ini, database, plots)
+    state = session.save(ini, database, plots, cores=cores, profile=profile)
     if os.path.exists(session.PAUSE_FILE):
         os.remove(session.PAUSE_FILE)
     clear_stale_snakemake_lock(state)
     cores = cores or default_cores(experiment)
     gpus = gpu_count(experiment)
+    also = None
+    if selected is not None:
+        partial = True
+        also = write_run_list([run.run_hash for run in selected])
     command = runner.snakemake_command(
-        state, cores, targets=targets, forcerun=forcerun, profile=profile, gpus=gpus,
+        state, cores, forcerun=forcerun, partial=partial, also=also, profile=profile, gpus=gpus,
         extra=[*(["--dry-run"] if dry_run else []), *extra],
     )
     if dry_run:
@@ -73,8 +77,12 @@ def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False
 
         return subprocess.run(command).returncode
 
-    before = statuses(experiment)
-    if to_train is None:
+    before = states_of(experiment)
+    if selected is not None:
+        to_train = list(selected)
+    elif partial:
+        to_train = []
+    else:
         to_train = [run for run in experiment.runs if before[run.run_hash].status != "done"]
     say(f"mosaic: {len(experiment.runs)} runs, {len(to_train)} to train, {cores} at a time"
         + (f" on {gpus} GPUs" if gpus else ""))
@@ -84,8 +92,10 @@ def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False
     returncode, tail = runner.run_snakemake(command, log_path, say, on_interrupt=request_pause)
     watcher.finish()
 
-    after = statuses(experiment)
+    after = states_of(experiment)
     failed = [run for run in experiment.runs if after[run.run_hash].status == "error"]
+    if selected is not None:
+        failed = [run for run in selected if after[run.run_hash].status == "error"]
     remaining = [run for run in experiment.runs if after[run.run_hash].status != "done"]
     if runner.pause_requested(state["workdir"]):
         say(f"mosaic: paused; {len(remaining)} runs remain: mosaic_resume (or mosaic_run) finishes them")
@@ -103,8 +113,18 @@ def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False
             print(line, file=sys.stderr)
         say(f"mosaic: Snakemake failed (exit {returncode}); full log: {os.path.abspath(log_path)}")
         return 1
+    if remaining:
+        say(f"mosaic: {len(experiment.runs) - len(remaining)} of {len(experiment.runs)} runs done"
+            f" ({len(remaining)} not trained); database {state['database']}, plots in {state['plots']}")
+        return 0
     say(f"mosaic: all {len(experiment.runs)} runs done; database {state['database']}, plots in {state['plots']}")
     return 0
+
+
+def write_run_list(hashes):
+    path = os.path.join(session.STATE_DIR, "selected_runs.txt")
+    runfiles.write_atomic(path, "".join(f"{h}\n" for h in hashes))
+    return os.path.abspath(path)
 
 
 def request_pause():

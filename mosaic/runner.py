@@ -17,10 +17,10 @@ from mosaic import runfiles, session
 from mosaic.paths import snakefile
 
 PROGRESS = re.compile(r"^\d+ of \d+ steps \(.*\) done")
-ERROR_LINE = re.compile(r"(Error|Exception)\b(?! in rule train)")
+PR_SET_PDEATHSIG = 1
 
 
-def snakemake_command(state, cores, targets=(), forcerun=(), partial=False, profile=None,
+def snakemake_command(state, cores, targets=(), forcerun=(), partial=False, also=None, profile=None,
                       gpus=0, extra=()):
     """The snakemake command line for the experiment in `state` (see session.py)."""
     command = [sys.executable, "-m", "snakemake", *targets]
@@ -34,6 +34,8 @@ def snakemake_command(state, cores, targets=(), forcerun=(), partial=False, prof
         command += ["--forcerun", *forcerun]
     command += [*extra, "--config", f"ini={state['ini']}", f"database={state['database']}",
                 f"plots={state['plots']}", f"partial={partial}"]
+    if also:
+        command.append(f"also={also}")
     return command
 
 
@@ -102,7 +104,7 @@ def run_snakemake(command, log_path, say, on_interrupt=None):
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True, bufsize=1,
+        start_new_session=True, bufsize=1, preexec_fn=die_with_parent,
     )
     interrupts = []
 
@@ -128,6 +130,16 @@ def run_snakemake(command, log_path, say, on_interrupt=None):
     finally:
         signal.signal(signal.SIGINT, previous)
     return process.returncode, tail
+
+
+def die_with_parent():
+    """In the child: get SIGTERM when mosaic_run dies, even by kill -9 (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def pause_requested(workdir):

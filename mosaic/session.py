@@ -13,13 +13,15 @@ STATE_FILE = os.path.join(STATE_DIR, "experiment.json")
 PAUSE_FILE = os.path.join(STATE_DIR, "pause")
 
 
-def save(ini, database, plots):
+def save(ini, database, plots, cores=None, profile=None):
     os.makedirs(STATE_DIR, exist_ok=True)
     state = {
         "ini": os.path.abspath(ini),
         "database": os.path.abspath(database),
         "plots": os.path.abspath(plots),
         "workdir": os.getcwd(),
+        "cores": cores,
+        "profile": profile,
     }
     runfiles.write_json(STATE_FILE, state)
     return state

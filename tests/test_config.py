@@ -260,7 +260,7 @@ def test_tutorial_settings(tmp_path):
     assert process.pipeline_scheme == ("mlp",)
     assert process.run_files_path == str(tmp_path / ".runs")
     assert (process.loss_function, process.optimizer) == ("MSELoss", "Adam")
-    assert (process.seed, process.checkpoint_every) == (0, 0)
+    assert (process.seed, process.checkpoint_every) == (0, None)
     assert process.class_loss_function is None and process.path_to_class_loss_function is None
     assert process.extra == ()
     assert monitor.need_gpu is False

@@ -14,7 +14,8 @@ RUNS = dag.relative(EXPERIMENT.process.run_files_path)
 DATABASE = config["database"]
 PLOTS = config["plots"]
 LOGS = config.get("logs", ".mosaic/logs")
-PARTIAL = bool(config.get("partial", False))
+PARTIAL = bool(config.get("partial", False))  # build from the runs done, train nothing new...
+ALSO = dag.read_run_list(config.get("also"))  # ...but these runs (a file of hashes, mosaic_rerun)
 GPU_PER_RUN = 1 if EXPERIMENT.monitor.need_gpu else 0
 METAPLOT_VALUES = ("test_loss", "train_loss", "duration", "overfit", "trainability", "slope", "nb_params")
 
@@ -35,7 +36,7 @@ def class_files(wildcards):
 
 def run_results(wildcards):
     """Every run's result files; with partial=True only those already there."""
-    return dag.result_files(EXPERIMENT, RUNS, partial=PARTIAL)
+    return dag.result_files(EXPERIMENT, RUNS, partial=PARTIAL, also=ALSO)
 
 
 def plotloss_target():

@@ -1,0 +1,71 @@
+"""mosaic_rerun: selecting runs, and preparing each to be retrained or continued."""
+
+import os
+
+from mosaic import runfiles
+from mosaic.dag import relative
+from mosaic.database import parse_ids
+from mosaic.status import states_of
+
+
+def same_value(value, text):
+    """A parameter equals a command-line value: numbers numerically, the rest as text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value) == text
+    try:
+        return float(text) == value
+    except ValueError:
+        return False
+
+
+def has_param(run, name, text):
+    for module in run.modules:
+        for key, value in (*module.params, ("class", module.class_name), ("key", module.key)):
+            if name in (key, f"{module.type}.{key}") and same_value(value, text):
+                return True
+    return False
+
+
+def select(experiment, ids=None, status=None, param=None):
+    """The runs matching every selector given (ids of the current ini, live status, a parameter)."""
+    wanted = parse_ids(ids) if ids else None
+    states = states_of(experiment) if status else {}
+    selected = []
+    for run in experiment.runs:
+        if wanted is not None and run.run_id not in wanted:
+            continue
+        if status and states[run.run_hash].status != status:
+            continue
+        if param and not has_param(run, param[0], param[1]):
+            continue
+        selected.append(run)
+    return selected
+
+
+def prepare(experiment, runs, epochs=None):
+    """Set up each run's folder for the job, and return the files to force.
+
+    epochs given, run done: its final model (a full checkpoint) becomes the checkpoint to continue
+    from, to its epochs + `epochs`. Otherwise: from scratch, to `epochs` (or the ini's).
+    """
+    rfp = experiment.process.run_files_path
+    forced = []
+    for run in runs:
+        folder = runfiles.run_dir(rfp, run.run_hash)
+        os.makedirs(folder, exist_ok=True)
+        model = os.path.join(folder, runfiles.MODEL)
+        checkpoint = os.path.join(folder, runfiles.CHECKPOINT)
+        result = os.path.join(folder, runfiles.RESULT)
+        request = os.path.join(folder, runfiles.CONTINUE)
+        for stale in (checkpoint, request):
+            if os.path.exists(stale):
+                os.remove(stale)
+        if epochs is not None:
+            done = runfiles.read_state(rfp, run.run_hash)
+            target = epochs
+            if done.status == "done" and os.path.exists(model):
+                os.link(model, checkpoint)  # Snakemake deletes model.pt before the job runs
+                target += int(done.result["epochs"])
+            runfiles.write_json(request, {"target_epochs": target})
+        forced.append(relative(result))
+    return forced
