@@ -1,0 +1,37 @@
+# Set-up and the two everyday commands (see README.md):
+#   make tutorial   sets everything up, then runs the tutorial experiment (training, database, plots)
+#   make test       sets everything up, then runs the whole test suite (slow end-to-end tests included)
+VENV ?= .venv
+PYTHON ?= python3
+BIN = $(VENV)/bin
+
+.PHONY: setup tutorial test test-fast lint benchmark clean
+
+setup: $(VENV)/.installed
+
+# torch 2.13.0 first: it installs a CPU build from local disk; the project only asks torch>=2.2.
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+tutorial: setup
+	$(BIN)/mosaic_run share/config.ini results/mosaic.db --plots results/plots
+
+test: setup
+	$(BIN)/python -m pytest -m "" tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not slurm" tests
+
+lint: setup
+	$(BIN)/ruff check mosaic tests benchmarks
+	$(BIN)/snakemake --lint
+
+benchmark: setup
+	$(BIN)/python benchmarks/run_benchmarks.py
+
+clean:
+	rm -rf results share/.runs .snakemake .mosaic
