@@ -36,7 +36,10 @@ def clear_stale_snakemake_lock(state):
 
 
 def default_cores(experiment):
-    return experiment.monitor.nb_processus or os.cpu_count() or 1
+    """nb_processus, but no more CPU-bound runs than cores: more would only slow each one down."""
+    cpus = os.cpu_count() or 1
+    wanted = experiment.monitor.nb_processus or cpus
+    return wanted if experiment.monitor.need_gpu else min(wanted, cpus)
 
 
 def gpu_count(experiment):

@@ -259,3 +259,13 @@ def plotloss(db_path, out_pdf, ids=None, status=None, param=None, plot_size=3):
 def metaplot(db_path, out_path, dataset, value):
     """Compare the model keys of `dataset` on `value` (see metaplot_data) in `out_path` (.png or .pdf)."""
     render_metaplot(metaplot_data(db_path, dataset, value), out_path, value)
+
+
+def render_message(out_path, text):
+    """A page saying why there is no plot (the workflow's plots exist even when no run is done)."""
+    plt = _pyplot()
+    fig = plt.figure(figsize=(6, 2))
+    fig.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    extension = os.path.splitext(out_path)[1].lstrip(".").lower() or "png"
+    _write_atomic(out_path, lambda path: fig.savefig(path, format=extension))
+    plt.close(fig)

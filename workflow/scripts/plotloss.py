@@ -2,7 +2,12 @@
 
 import sys
 
-from mosaic.plots import plotloss
+from mosaic.errors import MosaicError
+from mosaic.plots import plotloss, render_message
 
 with open(snakemake.log[0], "w") as sys.stderr:  # noqa: F821 (snakemake is injected)
-    plotloss(snakemake.input[0], snakemake.output[0], plot_size=snakemake.params.plot_size)  # noqa: F821
+    try:
+        plotloss(snakemake.input[0], snakemake.output[0], plot_size=snakemake.params.plot_size)  # noqa: F821
+    except MosaicError as error:  # no run done yet: say so in the file
+        print(error, file=sys.stderr)
+        render_message(snakemake.output[0], f"no loss curves: {error}")  # noqa: F821
