@@ -69,10 +69,17 @@ def construct(cls, section_params, run_info, label):
 
 
 def takes_run_info(method):
-    """True if forward/prepare follows the seed protocol (data, run_info, module_info)."""
+    """True if forward/prepare follows the seed protocol (data, run_info, module_info).
+
+    That is: it names a `run_info` or `module_info` parameter, or it requires three positional
+    arguments. Optional extra arguments (`forward(src, mask=None, ...)` of torch's own modules) and
+    `*args` do not count, so a plain torch.nn.Module is called as module(data).
+    """
     try:
         params = list(inspect.signature(method).parameters.values())
     except (TypeError, ValueError):
         return False
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
+    if any(p.name in ("run_info", "module_info") for p in positional):
+        return True
+    return len([p for p in positional if p.default is p.empty]) >= 3

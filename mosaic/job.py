@@ -75,6 +75,10 @@ def main(argv=None):
     os.makedirs(folder, exist_ok=True)
     try:
         lock = hold_lock(folder)
+    except MosaicError as error:  # another process trains this run: leave its files alone
+        print(f"mosaic: run {run.run_id}: {error}", file=sys.stderr)
+        return 1
+    try:
         train(experiment, run, args.threads)
     except BaseException as error:  # also KeyboardInterrupt/SystemExit: record, then re-raise
         text = traceback.format_exc()

@@ -186,13 +186,17 @@ def batch_source(loader, device):
     """A function giving the batches of one epoch.
 
     A DataLoader reading a TensorDataset in order yields the same batches every epoch: they are
-    collated and moved to the device once, which removes most of the per-step overhead.
+    collated and moved to the device once, which removes most of the per-step overhead. Only the
+    plain case qualifies: a TensorDataset subclass, a custom batch_sampler or collate_fn may give
+    different batches each epoch (augmentation, random batching).
     """
     data = torch.utils.data
     fixed = (
         isinstance(loader, data.DataLoader)
-        and isinstance(loader.dataset, data.TensorDataset)
-        and isinstance(loader.sampler, data.SequentialSampler)
+        and type(loader.dataset) is data.TensorDataset
+        and type(loader.batch_sampler) is data.BatchSampler
+        and type(loader.batch_sampler.sampler) is data.SequentialSampler
+        and loader.collate_fn is data.default_collate
         and loader.num_workers == 0
     ) or isinstance(loader, (list, tuple))
     if fixed:
@@ -292,6 +296,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     """
     rfp = experiment.process.run_files_path
     folder = runfiles.run_dir(rfp, run.run_hash)
+    os.makedirs(folder, exist_ok=True)
     checkpoint_path = os.path.join(folder, runfiles.CHECKPOINT)
     target = target_epochs or experiment.process.epochs
     every = experiment.process.checkpoint_every
@@ -300,6 +305,10 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     seed_everything(run.seed)
     pipeline = Pipeline(run, experiment, device)
     optimizer = make_optimizer(experiment, pipeline.parameters)
+    # before the checkpoint's RNG state is restored: making the cached batches iterates a DataLoader,
+    # which draws from the torch RNG, as it did before epoch 1 of the run being continued
+    train_batches = batch_source(pipeline.train_loader, device)
+    test_batches = batch_source(pipeline.test_loader, device)
     rows, previous = [], 0.0
     checkpoint = load_checkpoint(checkpoint_path, run, device)
     if checkpoint is not None and checkpoint["epoch"] <= target:
@@ -309,8 +318,6 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         rows, previous = list(checkpoint["losses"]), checkpoint["duration_s"]
         log(f"continuing from the checkpoint at epoch {len(rows)}")
 
-    train_batches = batch_source(pipeline.train_loader, device)
-    test_batches = batch_source(pipeline.test_loader, device)
     diverged = False
     for epoch in range(len(rows) + 1, target + 1):
         tick = time.perf_counter()
@@ -325,6 +332,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
             break
         if every and epoch % every == 0 and epoch < target:
             elapsed = previous + time.perf_counter() - started
+            pipeline.save_user_models(folder)  # what load_state reloads for models that are not nn.Modules
             save_checkpoint(checkpoint_path, run, pipeline, optimizer, rows, elapsed)
 
     duration = previous + time.perf_counter() - started
