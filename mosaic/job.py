@@ -8,6 +8,8 @@ import argparse
 import fcntl
 import os
 import sys
+import threading
+import time
 import traceback
 
 from mosaic import runfiles
@@ -31,6 +33,28 @@ def hold_lock(folder):
     except BlockingIOError:
         raise MosaicError(f"{folder}: another process is training this run") from None
     return handle
+
+
+def watch_snakemake(interval=2.0):
+    """Exit when the Snakemake process that started this job is gone (killed with -9, say):
+    an orphan would keep training and hold the run's lock. Its last checkpoint stays for the
+    next attempt."""
+    pid = int(os.environ.get("MOSAIC_SNAKEMAKE_PID", "0") or 0)
+    if pid <= 0:
+        return
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                print("mosaic: Snakemake is gone; stopping this run", file=sys.stderr, flush=True)
+                os._exit(4)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def train(experiment, run, threads):
@@ -73,6 +97,7 @@ def main(argv=None):
         return 1
     folder = runfiles.run_dir(experiment.process.run_files_path, run.run_hash)
     os.makedirs(folder, exist_ok=True)
+    watch_snakemake()
     try:
         lock = hold_lock(folder)
     except MosaicError as error:  # another process trains this run: leave its files alone

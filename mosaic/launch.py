@@ -90,9 +90,11 @@ def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False
     say(f"mosaic: {len(experiment.runs)} runs, {len(to_train)} to train, {cores} at a time"
         + (f" on {gpus} GPUs" if gpus else ""))
     log_path = os.path.join(session.STATE_DIR, "logs", "snakemake.log")
-    watcher = runner.Watcher(experiment, to_train, say)
+    # Watch every run: Snakemake also retrains done runs whose class file changed.
+    watcher = runner.Watcher(experiment, selected or experiment.runs, say, total=len(to_train))
     watcher.start()
-    returncode, tail = runner.run_snakemake(command, log_path, say, on_interrupt=request_pause)
+    returncode, tail = runner.run_snakemake(command, log_path, say, on_interrupt=request_pause,
+                                            watcher=watcher)
     watcher.finish()
 
     after = states_of(experiment)

@@ -17,6 +17,7 @@ from mosaic import runfiles, session
 from mosaic.paths import snakefile
 
 PROGRESS = re.compile(r"^\d+ of \d+ steps \(.*\) done")
+TRAIN_JOBS = re.compile(r"^train\s+(\d+)$")  # Snakemake's job stats table, printed before it starts
 PR_SET_PDEATHSIG = 1
 
 
@@ -42,10 +43,11 @@ def snakemake_command(state, cores, targets=(), forcerun=(), partial=False, also
 class Watcher(threading.Thread):
     """Polls the run folders twice a second and prints each run's start and end."""
 
-    def __init__(self, experiment, runs, say, interval=0.5):
+    def __init__(self, experiment, runs, say, total=None, interval=0.5):
         super().__init__(daemon=True)
         self.rfp = experiment.process.run_files_path
         self.runs = list(runs)
+        self.total = total or len(self.runs)  # updated from Snakemake's job stats (see TRAIN_JOBS)
         self.say = say
         self.interval = interval
         self.started = time.time()
@@ -68,7 +70,8 @@ class Watcher(threading.Thread):
             failed = not running and not done and self.newer(run, runfiles.ERROR)
             if (running or done or failed) and run.run_hash not in self.launched:
                 self.launched.add(run.run_hash)
-                self.say(f" ---> launch {run.run_id} {len(self.launched)}/{len(self.runs)}")
+                self.total = max(self.total, len(self.launched))
+                self.say(f" ---> launch {run.run_id} {len(self.launched)}/{self.total}")
             if done:
                 self.ended[run.run_hash] = "done"
                 self.say(f" [run finished] {run.run_id}")
@@ -95,7 +98,7 @@ def last_error_line(rfp, run):
     return lines[-1] if lines else "unknown error"
 
 
-def run_snakemake(command, log_path, say, on_interrupt=None):
+def run_snakemake(command, log_path, say, on_interrupt=None, watcher=None):
     """Run snakemake, its output kept in `log_path`; prints progress lines and errors.
 
     Snakemake runs in its own session, so that Ctrl-C reaches only us: the first Ctrl-C calls
@@ -126,6 +129,8 @@ def run_snakemake(command, log_path, say, on_interrupt=None):
                 tail = (tail + [line])[-40:]
                 if PROGRESS.match(line):
                     say(f" {line}")
+                elif watcher is not None and TRAIN_JOBS.match(line):
+                    watcher.total = int(TRAIN_JOBS.match(line).group(1))
             process.wait()
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -300,6 +300,8 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     checkpoint_path = os.path.join(folder, runfiles.CHECKPOINT)
     target = target_epochs or experiment.process.epochs
     every = experiment.process.checkpoint_every
+    if every is None:  # default: a tenth of the run, so an interruption costs at most that
+        every = max(1, target // 10)
     started = time.perf_counter()
 
     seed_everything(run.seed)

@@ -211,7 +211,8 @@ def test_plain_module_trains_and_writes_its_files(tmp_path):
     assert result_of(experiment, run) == result
     folder = run_folder(experiment, run)
     assert (folder / runfiles.MODEL).exists()
-    assert not (folder / runfiles.CHECKPOINT).exists()  # checkpoint_every defaults to 0
+    # By default a checkpoint every tenth of the epochs (here every epoch but the last).
+    assert torch.load(folder / runfiles.CHECKPOINT, weights_only=False)["epoch"] == 2
     lines = (folder / runfiles.LOSSES).read_text().splitlines()
     assert lines[0] == runfiles.LOSS_HEADER and len(lines) == 4
 
