@@ -92,3 +92,12 @@ def aggregation_signature(experiment):
     process = experiment.process
     payload = json.dumps([rows, repr(process)], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def local_gpu_count(experiment):
+    """The GPUs local runs may use: gpu_available, else those nvidia-smi lists."""
+    if experiment.monitor.gpu_available:
+        return len(experiment.monitor.gpu_available)
+    from mosaic.devices import visible_gpus
+
+    return len(visible_gpus())

@@ -42,14 +42,23 @@ def default_cores(experiment):
     return wanted if experiment.monitor.need_gpu else min(wanted, cpus)
 
 
-def gpu_count(experiment):
-    if not experiment.monitor.need_gpu:
-        return 0
-    if experiment.monitor.gpu_available:
-        return len(experiment.monitor.gpu_available)
-    from mosaic.devices import visible_gpus
+def resolve_profile(profile):
+    """A profile folder here, else one shipped with the workflow (`profiles/slurm`), else as given."""
+    if not profile or os.path.isdir(profile):
+        return os.path.abspath(profile) if profile else None
+    from mosaic.paths import workflow_root
 
-    return len(visible_gpus())
+    shipped = os.path.join(workflow_root(), profile)
+    return shipped if os.path.isdir(shipped) else profile
+
+
+def gpu_count(experiment, profile):
+    """--resources gpu=N for local runs; a cluster profile's scheduler counts GPUs itself."""
+    if not experiment.monitor.need_gpu or profile:
+        return 0
+    from mosaic.dag import local_gpu_count
+
+    return local_gpu_count(experiment)
 
 
 def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False, extra=(),
@@ -66,7 +75,8 @@ def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False
         os.remove(session.PAUSE_FILE)
     clear_stale_snakemake_lock(state)
     cores = cores or default_cores(experiment)
-    gpus = gpu_count(experiment)
+    profile = resolve_profile(profile)
+    gpus = gpu_count(experiment, profile)
     also = None
     if selected is not None:
         partial = True

@@ -1,4 +1,11 @@
 # The SQLite database, rebuilt from the run files by exactly one job.
+# Aggregation and plots run on the submitting machine, also under a cluster executor.
+localrules:
+    all,
+    database,
+    plotloss,
+    metaplot,
+
 
 
 rule database:

@@ -17,6 +17,9 @@ LOGS = config.get("logs", ".mosaic/logs")
 PARTIAL = bool(config.get("partial", False))  # build from the runs done, train nothing new...
 ALSO = dag.read_run_list(config.get("also"))  # ...but these runs (a file of hashes, mosaic_rerun)
 GPU_PER_RUN = 1 if EXPERIMENT.monitor.need_gpu else 0
+if GPU_PER_RUN and workflow.local_exec and str(workflow.exec_mode) == "default":
+    # Locally, at most one run per GPU unless --resources gpu=N says otherwise.
+    workflow.global_resources.setdefault("gpu", dag.local_gpu_count(EXPERIMENT))
 METAPLOT_VALUES = ("test_loss", "train_loss", "duration", "overfit", "trainability", "slope", "nb_params")
 
 wildcard_constraints:

@@ -1,0 +1,72 @@
+"""A real single-node SLURM (tests/slurm/cluster.sh): the experiment goes through sbatch."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+import yaml
+
+from conftest import BIN, ROOT, Experiment, command_env, pdf_pages, png_size, small_settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
+
+
+@pytest.fixture(scope="module")
+def slurm_env():
+    """The environment of a running test cluster (SLURM_CONF set for our subprocesses only)."""
+    if os.geteuid() != 0:
+        pytest.skip("the SLURM test starts the SLURM daemons, which needs root")
+    install = subprocess.run(["bash", str(CLUSTER), "install"], capture_output=True, text=True, timeout=900)
+    if install.returncode != 0:
+        pytest.skip(f"SLURM packages cannot be installed here: {install.stderr.strip()[-500:]}")
+    state = tempfile.mkdtemp(prefix="msl", dir="/tmp")  # short: unix socket paths are limited
+    started = subprocess.run(["bash", str(CLUSTER), "start", state], capture_output=True, text=True, timeout=300)
+    try:
+        assert started.returncode == 0, f"the test cluster did not start:\n{started.stderr[-3000:]}"
+        env = command_env()
+        env.update(SLURM_CONF=f"{state}/etc/slurm.conf", MOSAIC_SLURM_ACCOUNT="root",
+                   MOSAIC_SLURM_PARTITION="debug")
+        yield env
+    finally:
+        subprocess.run(["bash", str(CLUSTER), "stop", state], capture_output=True, timeout=180)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_profile_entries_are_all_commented():
+    lines = (ROOT / "profiles" / "slurm" / "config.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line and not line.startswith("#") and not line.startswith(" "):
+            assert lines[i - 1].startswith("#"), f"profiles/slurm/config.yaml: '{line}' has no comment"
+
+
+def sacct_jobs(env):
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,JobName,State"], capture_output=True,
+                         text=True, env=env, check=True, timeout=60).stdout
+    return [line.split("|") for line in out.splitlines() if line and "cluster-warmup" not in line]
+
+
+def test_experiment_through_slurm_with_batching(tmp_path, slurm_env):
+    exp = Experiment(tmp_path / "exp", small_settings())
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["slurm-init-seconds-before-status-checks"] = 6  # a test cluster answers at once
+    profile["max-status-checks-per-second"] = 2
+    profile["group-components"] = "runs=2"  # 4 runs in 2 SLURM jobs
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    before = len(sacct_jobs(slurm_env))
+
+    done = subprocess.run(
+        ["timeout", "-k", "10", "480", str(BIN / "mosaic_run"), "config.ini", "database.db",
+         "--profile", str(tmp_path / "profile")],
+        cwd=exp.folder, capture_output=True, text=True, env=slurm_env,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    jobs = sacct_jobs(slurm_env)[before:]
+    assert len(jobs) == 2 and all(state == "COMPLETED" for _, _, state in jobs), jobs
+    assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(4,)]
+    assert exp.query("SELECT COUNT(*) FROM losses") == [(8,)]
+    assert pdf_pages(exp.folder / "database_plots" / "plotloss.pdf") == 1
+    png_size(exp.folder / "database_plots" / "metaplot_data_dataset_OR_test_loss.png")
