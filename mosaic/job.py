@@ -62,6 +62,9 @@ def train(experiment, run, threads):
     from mosaic.devices import select_device
 
     run_label = f"run {run.run_id} ({run.pipeline})"
+    # mosaic.download_file (mosaic/cache.py) reads its settings from the ini's [MONITOR].
+    os.environ["MOSAIC_CACHE_DB"] = experiment.monitor.cache_database_path
+    os.environ["MOSAIC_CACHE_SIZE"] = str(experiment.monitor.cache_size)
     device, gpu_lock, device_name = select_device(experiment.monitor, run_label)
     import torch
 

@@ -303,6 +303,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     if every is None:  # default: a tenth of the run, so an interruption costs at most that
         every = max(1, target // 10)
     started = time.perf_counter()
+    started_at = time.time()
 
     seed_everything(run.seed)
     pipeline = Pipeline(run, experiment, device)
@@ -356,6 +357,8 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         "train_loss": runfiles.finite_or_none(rows[-1][1]),
         "test_loss": runfiles.finite_or_none(rows[-1][2]),
         "versions": versions(),
+        "started_at": started_at,  # wall-clock times of this attempt, to see who used a device when
+        "finished_at": time.time(),
     }
     runfiles.write_json(os.path.join(folder, runfiles.RESULT), result)
     return result

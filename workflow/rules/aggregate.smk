@@ -17,5 +17,7 @@ rule database:
         os.path.join(LOGS, "database.log"),
     params:
         signature=dag.aggregation_signature(EXPERIMENT),
+    conda:
+        "../envs/mosaic.yaml"
     script:
         "../scripts/build_database.py"

@@ -10,6 +10,8 @@ rule plotloss:
         os.path.join(LOGS, "plotloss.log"),
     params:
         plot_size=config["plot_size"],
+    conda:
+        "../envs/mosaic.yaml"
     script:
         "../scripts/plotloss.py"
 
@@ -23,5 +25,7 @@ rule metaplot:
         os.path.join(LOGS, "metaplot_{dataset}_{value}.log"),
     params:
         dataset=metaplot_dataset,
+    conda:
+        "../envs/mosaic.yaml"
     script:
         "../scripts/metaplot.py"

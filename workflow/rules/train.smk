@@ -12,9 +12,12 @@ rule train:
     log:
         run_path("train.log"),
     params:
+        ini=dag.relative(INI),
         epochs=EXPERIMENT.process.epochs,
     threads: 1
     resources:
         gpu=GPU_PER_RUN,
+    conda:
+        "../envs/mosaic.yaml"
     shell:
-        "python -m mosaic.job {INI:q} {wildcards.run} --threads {threads} >> {log:q} 2>&1"
+        "python -m mosaic.job {params.ini:q} {wildcards.run} --threads {threads} >> {log:q} 2>&1"
