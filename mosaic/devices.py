@@ -11,12 +11,18 @@ import time
 
 from mosaic.errors import MosaicError
 
-LOCK_DIR = os.environ.get("MOSAIC_GPU_LOCK_DIR", "/tmp/mosaic-gpu-locks")
+DEFAULT_LOCK_DIR = "/tmp/mosaic-gpu-locks"
+
+
+def default_lock_dir():
+    """The folder of the lock files: MOSAIC_GPU_LOCK_DIR (read at each call), else DEFAULT_LOCK_DIR."""
+    return os.environ.get("MOSAIC_GPU_LOCK_DIR") or DEFAULT_LOCK_DIR
 
 
 def try_lock(path):
     """An open file holding an exclusive flock on `path`, or None if another process holds it."""
-    handle = open(path, "a")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    handle = os.fdopen(fd, "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -25,12 +31,18 @@ def try_lock(path):
     return handle
 
 
-def acquire_slot(devices, lock_dir=LOCK_DIR, poll=0.2, timeout=None):
+def acquire_slot(devices, lock_dir=None, poll=0.2, timeout=None):
     """(device, lock handle) for the first free device; waits for one when all are busy.
 
-    Keep the handle open for as long as the device is used.
+    Keep the handle open for as long as the device is used. lock_dir: default_lock_dir() by default.
     """
-    os.makedirs(lock_dir, exist_ok=True)
+    lock_dir = lock_dir or default_lock_dir()
+    if not os.path.isdir(lock_dir):
+        os.makedirs(lock_dir, exist_ok=True)
+        try:  # shared by every user of the machine, like /tmp
+            os.chmod(lock_dir, 0o1777)
+        except PermissionError:
+            pass
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         for device in devices:
@@ -43,8 +55,22 @@ def acquire_slot(devices, lock_dir=LOCK_DIR, poll=0.2, timeout=None):
         time.sleep(poll)
 
 
+def inherited_devices():
+    """The entries of CUDA_VISIBLE_DEVICES (None when unset); CUDA ignores those after an invalid one."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    entries = []
+    for entry in value.split(","):
+        if not entry.strip() or entry.strip().startswith("-"):
+            break
+        entries.append(entry.strip())
+    return entries
+
+
 def visible_gpus():
-    """['cuda:0', ...] for the GPUs nvidia-smi lists (no CUDA initialisation in this process)."""
+    """['cuda:0', ...] for the GPUs this process may use, numbered as torch numbers them: those
+    nvidia-smi lists, narrowed to CUDA_VISIBLE_DEVICES when it is set (no CUDA initialisation here)."""
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
@@ -52,7 +78,11 @@ def visible_gpus():
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [f"cuda:{line.strip()}" for line in out.splitlines() if line.strip().isdigit()]
+    gpus = [f"cuda:{line.strip()}" for line in out.splitlines() if line.strip().isdigit()]
+    inherited = inherited_devices()
+    if inherited is not None and gpus:  # nvidia-smi lists every GPU of the machine
+        return [f"cuda:{i}" for i in range(min(len(inherited), len(gpus)))]
+    return gpus
 
 
 def cuda_index(device):
@@ -63,7 +93,7 @@ def cuda_index(device):
 
 
 def select_device(monitor, run_label):
-    """The torch device string for this job, and the lock handle to keep (or None).
+    """(torch device string, lock handle to keep or None, device name to report) for this job.
 
     On SLURM, the scheduler already set CUDA_VISIBLE_DEVICES for the job: use its first device.
     Locally, take a free device of gpu_available and make it the only visible one, so that user
@@ -76,9 +106,13 @@ def select_device(monitor, run_label):
     devices = list(monitor.gpu_available or visible_gpus())
     if not devices:
         raise MosaicError(f"{run_label} needs a GPU (need_gpu = True) but no GPU is visible on this machine")
-    device, handle = acquire_slot(devices)
-    index = cuda_index(device)
-    inherited = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    physical = inherited[int(index)] if int(index) < len(inherited) else index
-    os.environ["CUDA_VISIBLE_DEVICES"] = physical
-    return "cuda:0", handle, device
+    # Lock the physical devices (after any inherited CUDA_VISIBLE_DEVICES), so that sessions that
+    # number them differently still never share one; a bad name fails before any lock is taken.
+    inherited = inherited_devices() or []
+    physical = {}
+    for device in devices:
+        index = int(cuda_index(device))
+        physical[f"cuda:{inherited[index] if index < len(inherited) else index}"] = device
+    locked, handle = acquire_slot(list(physical))
+    os.environ["CUDA_VISIBLE_DEVICES"] = cuda_index(locked)
+    return "cuda:0", handle, physical[locked]

@@ -109,7 +109,8 @@ def main(argv=None):
     try:
         train(experiment, run, args.threads)
     except BaseException as error:  # also KeyboardInterrupt/SystemExit: record, then re-raise
-        text = traceback.format_exc()
+        # A MosaicError is a plain message; anything else keeps its traceback.
+        text = f"MosaicError: {error}\n" if isinstance(error, MosaicError) else traceback.format_exc()
         if not isinstance(error, (KeyboardInterrupt, SystemExit)):
             runfiles.write_atomic(os.path.join(folder, runfiles.ERROR), text)
         print(text, file=sys.stderr, flush=True)
