@@ -209,12 +209,27 @@ def test_pause_then_resume_and_ctrl_c(tmp_path):
     assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(4,)]
 
 
+def processes_in(folder):
+    """The pids of the processes working in `folder` (mosaic_run, Snakemake, the jobs)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd") == str(folder):
+                pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
 def kill_everything(process, folder):
-    """kill -9 of mosaic_run, Snakemake and the jobs: what a machine crash leaves behind."""
-    process.kill()
-    subprocess.run(["pkill", "-9", "-f", str(folder)], check=False)
+    """kill -9 of mosaic_run, Snakemake and the jobs at once: what a machine crash leaves behind."""
+    for pid in processes_in(folder):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     process.wait()
-    time.sleep(0.5)
+    wait_until(lambda: not processes_in(folder), timeout=10)
 
 
 def test_kill_9_at_a_random_moment_then_resume_equals_a_clean_run(tmp_path):
