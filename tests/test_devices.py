@@ -16,14 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import Experiment, small_settings
 
 from mosaic import devices, runfiles
 from mosaic.config import load_experiment
 from mosaic.devices import acquire_slot, select_device, visible_gpus
 from mosaic.errors import MosaicError
 from mosaic.training import Pipeline, batch_source, to_device, train_run
-
-from conftest import Experiment, small_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TWO = ["cuda:0", "cuda:1"]

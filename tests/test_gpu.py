@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import Experiment, command_env, small_settings
 
 torch = pytest.importorskip("torch")

@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import BIN, ROOT, Experiment, command_env, pdf_pages, png_size, small_settings
 
 pytestmark = pytest.mark.slow

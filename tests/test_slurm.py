@@ -7,7 +7,6 @@ import tempfile
 
 import pytest
 import yaml
-
 from conftest import BIN, ROOT, Experiment, command_env, pdf_pages, png_size, small_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]

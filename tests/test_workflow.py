@@ -6,8 +6,7 @@ import re
 import subprocess
 
 import pytest
-
-from conftest import BIN, ROOT, Experiment, pdf_pages, png_size, small_settings, command_env
+from conftest import BIN, ROOT, Experiment, command_env, pdf_pages, png_size, small_settings
 
 NB_PARAMS = [29] * 4 + [52] * 4 + [74] * 4 + [27] * 4 + [49] * 4 + [77] * 4
 VALUES = ["test_loss", "train_loss", "duration", "overfit", "trainability", "slope"]
