@@ -137,3 +137,20 @@ def test_help_does_not_import_heavy_modules():
     code = ("import sys; from mosaic import cli; "
             "assert not {'torch', 'snakemake', 'matplotlib', 'pandas'} & set(sys.modules), sys.modules.keys()")
     subprocess.run([str(BIN / "python"), "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_workflow(tmp_path):
+    """A plain `pip install .` must give commands that work from any folder: the workflow files
+    travel inside the package (mosaic/_workflow), where mosaic.paths finds them."""
+    import zipfile
+
+    subprocess.run([str(BIN / "python"), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True, timeout=600)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in ("Snakefile", "workflow/rules/common.smk", "workflow/rules/train.smk", "workflow/scripts/metaplot.py",
+                 "config/config.yaml", "profiles/default/config.yaml", "profiles/slurm/config.yaml",
+                 "share/config.ini", "share/mlp.py", "workflow/envs/mosaic.yaml"):
+        assert f"mosaic/_workflow/{path}" in names, path
+    assert not any(name.startswith(("share/", "workflow/", "tests/")) for name in names)
