@@ -4,12 +4,12 @@ A job takes the first device of `gpu_available` whose lock file it can flock wit
 the kernel drops the lock when the process ends, even on kill -9, so a slot is never leaked.
 """
 
-import fcntl
 import os
 import subprocess
 import time
 
 from mosaic.errors import MosaicError
+from mosaic.runfiles import try_lock
 
 DEFAULT_LOCK_DIR = "/tmp/mosaic-gpu-locks"
 
@@ -17,18 +17,6 @@ DEFAULT_LOCK_DIR = "/tmp/mosaic-gpu-locks"
 def default_lock_dir():
     """The folder of the lock files: MOSAIC_GPU_LOCK_DIR (read at each call), else DEFAULT_LOCK_DIR."""
     return os.environ.get("MOSAIC_GPU_LOCK_DIR") or DEFAULT_LOCK_DIR
-
-
-def try_lock(path):
-    """An open file holding an exclusive flock on `path`, or None if another process holds it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-    handle = os.fdopen(fd, "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
 
 
 def acquire_slot(devices, lock_dir=None, poll=0.2, timeout=None):

@@ -5,7 +5,6 @@ so that Snakemake records a failed job, keeps going with the others, and retries
 """
 
 import argparse
-import fcntl
 import os
 import sys
 import threading
@@ -27,11 +26,9 @@ def target_epochs(folder):
 
 
 def hold_lock(folder):
-    handle = open(os.path.join(folder, runfiles.LOCK), "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise MosaicError(f"{folder}: another process is training this run") from None
+    handle = runfiles.try_lock(os.path.join(folder, runfiles.LOCK))
+    if handle is None:
+        raise MosaicError(f"{folder}: another process is training this run")
     return handle
 
 

@@ -1,6 +1,5 @@
 """mosaic_run and friends: validate, run Snakemake, and report what became of every run."""
 
-import fcntl
 import os
 import sys
 
@@ -17,11 +16,9 @@ def say(line):
 def hold_session_lock():
     """One mosaic_run per folder at a time; the kernel drops the lock if we are killed."""
     os.makedirs(session.STATE_DIR, exist_ok=True)
-    handle = open(os.path.join(session.STATE_DIR, "run.lock"), "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise MosaicError(f"another mosaic_run is running in {os.getcwd()}") from None
+    handle = runfiles.try_lock(os.path.join(session.STATE_DIR, "run.lock"))
+    if handle is None:
+        raise MosaicError(f"another mosaic_run is running in {os.getcwd()}")
     return handle
 
 

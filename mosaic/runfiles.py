@@ -75,6 +75,21 @@ def read_json(path):
         return json.load(handle)
 
 
+def try_lock(path):
+    """An open file holding an exclusive flock on `path`, or None if a live process holds it.
+
+    Keep the file open while the lock is needed; the kernel drops it when the process dies.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    handle = os.fdopen(fd, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def is_locked(path):
     """True when a live process holds the flock on `path` (a killed process holds none)."""
     try:
