@@ -47,14 +47,21 @@ def sacct_jobs(env):
     return [line.split("|") for line in out.splitlines() if line and "cluster-warmup" not in line]
 
 
+def slurm_profile(folder, **changes):
+    """profiles/slurm with the status checks a test cluster allows (it answers at once)."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["slurm-init-seconds-before-status-checks"] = 6
+    profile["max-status-checks-per-second"] = 2
+    profile.update(changes)
+    profile = {key: value for key, value in profile.items() if value is not None}
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+    return folder
+
+
 def test_experiment_through_slurm_with_batching(tmp_path, slurm_env):
     exp = Experiment(tmp_path / "exp", small_settings())
-    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    profile["slurm-init-seconds-before-status-checks"] = 6  # a test cluster answers at once
-    profile["max-status-checks-per-second"] = 2
-    profile["group-components"] = "runs=2"  # 4 runs in 2 SLURM jobs
-    (tmp_path / "profile").mkdir()
-    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    slurm_profile(tmp_path / "profile", **{"group-components": "runs=2"})  # 4 runs in 2 SLURM jobs
     before = len(sacct_jobs(slurm_env))
 
     done = subprocess.run(
@@ -69,3 +76,19 @@ def test_experiment_through_slurm_with_batching(tmp_path, slurm_env):
     assert exp.query("SELECT COUNT(*) FROM losses") == [(8,)]
     assert pdf_pages(exp.folder / "database_plots" / "plotloss.pdf") == 1
     png_size(exp.folder / "database_plots" / "metaplot_data_dataset_OR_test_loss.png")
+
+
+def test_plain_snakemake_with_the_slurm_profile_one_job_per_run(tmp_path, slurm_env):
+    exp = Experiment(tmp_path / "exp", small_settings())
+    profile = slurm_profile(tmp_path / "profile", groups=None, **{"group-components": None})
+    before = len(sacct_jobs(slurm_env))
+    done = subprocess.run(
+        ["timeout", "-k", "10", "480", str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--profile",
+         str(profile), "--config", f"ini={exp.ini}", f"database={exp.db}", f"plots={exp.folder / 'plots'}"],
+        cwd=exp.folder, capture_output=True, text=True, env=slurm_env,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    jobs = sacct_jobs(slurm_env)[before:]
+    assert len(jobs) == 4 and all(state == "COMPLETED" for _, _, state in jobs), jobs
+    assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(4,)]
+    assert pdf_pages(exp.folder / "plots" / "plotloss.pdf") == 1
