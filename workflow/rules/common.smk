@@ -37,6 +37,11 @@ def class_files(wildcards):
     return EXPERIMENT.class_files(EXPERIMENT.run_by_hash(wildcards.run))
 
 
+def run_priority(wildcards):
+    """Runs start in id order, as the launch lines of the seed show."""
+    return len(EXPERIMENT.runs) - EXPERIMENT.run_by_hash(wildcards.run).run_id
+
+
 def run_results(wildcards):
     """Every run's result files; with partial=True only those already there."""
     return dag.result_files(EXPERIMENT, RUNS, partial=PARTIAL, also=ALSO)

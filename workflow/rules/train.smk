@@ -15,6 +15,7 @@ rule train:
         ini=dag.relative(INI),
         epochs=EXPERIMENT.process.epochs,
     threads: 1
+    priority: run_priority
     resources:
         gpu=GPU_PER_RUN,
     conda:
