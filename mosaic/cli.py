@@ -150,9 +150,8 @@ def mosaic_plotloss(argv):
     from mosaic.plots import plotloss
 
     open_db(args.database).close()
-    ids = selected_ids(args.database, args)
-    plotloss(args.database, args.output, ids=ids, plot_size=args.plot_size)
-    print(f"{len(ids)} runs drawn in {args.output}")
+    drawn = plotloss(args.database, args.output, ids=selected_ids(args.database, args), plot_size=args.plot_size)
+    print(f"{drawn} runs drawn in {args.output}")
     return 0
 
 

@@ -251,9 +251,12 @@ def render_metaplot(data, out_path, value):
 
 
 def plotloss(db_path, out_pdf, ids=None, status=None, param=None, plot_size=3):
-    """Select runs (see database.select_run_ids) and write their loss curves to `out_pdf`."""
+    """Select runs (see database.select_run_ids), write their loss curves to `out_pdf`; returns
+    how many were drawn (runs without losses, not done yet, are left out)."""
     run_ids = select_run_ids(db_path, ids=ids, status=status, param=param)
-    render_plotloss(loss_panels(db_path, run_ids), out_pdf, plot_size)
+    panels = loss_panels(db_path, run_ids)
+    render_plotloss(panels, out_pdf, plot_size)
+    return len(panels)
 
 
 def metaplot(db_path, out_path, dataset, value):
