@@ -1,6 +1,7 @@
 """mosaic_run and friends: validate, run Snakemake, and report what became of every run."""
 
 import os
+import subprocess
 import sys
 
 from mosaic import runfiles, runner, session
@@ -26,8 +27,6 @@ def clear_stale_snakemake_lock(state):
     """After a kill -9, Snakemake's lock stays behind; we hold the folder's lock, so it is stale."""
     locks = os.path.join(state["workdir"], ".snakemake", "locks")
     if os.path.isdir(locks) and os.listdir(locks):
-        import subprocess
-
         command = runner.snakemake_command(state, 1, extra=["--unlock"])
         subprocess.run(command, capture_output=True, check=False)
 
@@ -83,8 +82,6 @@ def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False
         extra=[*(["--dry-run"] if dry_run else []), *extra],
     )
     if dry_run:
-        import subprocess
-
         return subprocess.run(command).returncode
 
     before = states_of(experiment)

@@ -71,6 +71,14 @@ class Experiment:
         return {p.parent.name: p.stat().st_mtime_ns for p in self.runs_dir().glob("*/result.json")}
 
 
+def fake_module(section, type_, class_name, key, params):
+    """An object shaped like config.Module, for tests that build experiments by hand."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(section=section, type=type_, class_name=class_name, path=f"/x/{type_}.py",
+                           path_in_ini=f"{type_}.py", key_template=key, key=key, params=tuple(params))
+
+
 def command_env():
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"

@@ -6,6 +6,7 @@ import sqlite3
 from types import SimpleNamespace
 
 import pytest
+from conftest import fake_module
 
 from mosaic import __version__
 from mosaic.database import SCHEMA_VERSION, build, open_db, parse_ids, select_run_ids
@@ -20,19 +21,6 @@ CLASSES = ("funnel", "brick")
 
 # Fake experiment (the shape config.load_experiment returns): 1 data module, then 2 model classes
 # × 3 widths × 4 replicates = 24 runs; run ids 1-4 funnel width 2, ..., 21-24 brick width 4.
-
-
-def fake_module(section, type_, class_name, key, params):
-    return SimpleNamespace(
-        section=section,
-        type=type_,
-        class_name=class_name,
-        path=f"/x/{type_}.py",
-        path_in_ini=f"{type_}.py",
-        key_template=key,
-        key=key,
-        params=tuple(params),
-    )
 
 
 def fake_experiment(tmp_path, model_key="net_{class}"):

@@ -7,6 +7,7 @@ import struct
 from types import SimpleNamespace
 
 import pytest
+from conftest import fake_module
 
 from mosaic.database import build
 from mosaic.errors import MosaicError
@@ -27,19 +28,6 @@ REPLICATES = 4
 WIDTHS = (2, 3, 4)
 DATASETS = ("dataset_OR", "dataset_AND")
 MODELS = ("funnel", "brick")
-
-
-def module(type_, class_name, key, params):
-    return SimpleNamespace(
-        section=class_name,
-        type=type_,
-        class_name=class_name,
-        path=f"/x/{type_}.py",
-        path_in_ini=f"{type_}.py",
-        key_template=key,
-        key=key,
-        params=tuple(params),
-    )
 
 
 def final_test_loss(dataset, model, width, replicate):
@@ -75,10 +63,10 @@ def db_path(tmp_path):
     rfp = str(tmp_path / ".runs")
     runs = []
     for dataset in DATASETS:
-        data = module("source", dataset, f"data_{dataset}", [("data_size", 200)])
+        data = fake_module(dataset, "source", dataset, f"data_{dataset}", [("data_size", 200)])
         for model in MODELS:
             for width in WIDTHS:
-                net = module("learner", model, f"net_{model}", [("width", width)])
+                net = fake_module(model, "learner", model, f"net_{model}", [("width", width)])
                 for replicate in range(REPLICATES):
                     run_id = len(runs) + 1
                     run = SimpleNamespace(
