@@ -244,8 +244,8 @@ def step_variants(work):
     Adam lr 1e-2."""
     import torch
 
-    from mosaic import training
-    from mosaic.config import load_experiment
+    from mosaic.experiment import load_experiment
+    from mosaic.run import training
 
     ini = tutorial_folder(work, {("MONITOR", "multiplicity"): 1})
     experiment = load_experiment(ini)
@@ -336,7 +336,8 @@ def measure_variant(variant, epochs):
 
 def measure_train_run(experiment, run, epochs, log_path):
     """Mosaic's whole train_run (seeding, data, model, checkpoints every tenth, final save), in-process."""
-    from mosaic import runfiles, training
+    from mosaic import runfiles
+    from mosaic.run import training
 
     folder = runfiles.run_dir(experiment.process.run_files_path, run.run_hash)
     shutil.rmtree(folder, ignore_errors=True)
@@ -414,7 +415,7 @@ def bench_step(args, work):
 
 
 def training_parameters(run, experiment):
-    from mosaic import training
+    from mosaic.run import training
 
     pipeline = training.Pipeline(run, experiment, "cpu")
     return pipeline.parameters
@@ -442,7 +443,7 @@ def expand_ini(folder, runs):
 LOAD_SNIPPET = """
 import json, sys, time
 t0 = time.perf_counter()
-from mosaic.config import load_experiment
+from mosaic.experiment import load_experiment
 t1 = time.perf_counter()
 e = load_experiment({ini!r})
 t2 = time.perf_counter()
@@ -502,9 +503,9 @@ def dry_run(ini, folder):
 
 
 def bench_expand(args, work):
-    from mosaic import database, status
-    from mosaic.config import load_experiment
-    from mosaic.runner import Watcher
+    from mosaic.experiment import load_experiment
+    from mosaic.ops.runner import Watcher
+    from mosaic.results import database, status
 
     sizes = [24, 1000] if args.quick else args.sizes
     reps = 2 if args.quick else 3
@@ -539,9 +540,9 @@ def bench_expand(args, work):
         # One job of this ini: every job loads (parses and expands) the whole ini to find its run.
         run = next(r for r in experiment.runs if STEP_PIPELINE in r.pipeline)
         shutil.rmtree(os.path.join(experiment.process.run_files_path, run.run_hash), ignore_errors=True)
-        job_s, rc, output = timed_command([sys.executable, "-m", "mosaic.job", ini, run.run_hash], cwd=folder)
+        job_s, rc, output = timed_command([sys.executable, "-m", "mosaic.run.job", ini, run.run_hash], cwd=folder)
         if rc != 0:
-            raise RuntimeError(f"mosaic.job failed:\n{output}")
+            raise RuntimeError(f"mosaic.run.job failed:\n{output}")
         rows.append([
             f"{size:,}",
             f"{load_s:.3f} s",
@@ -566,7 +567,7 @@ def bench_expand(args, work):
         f"load_experiment: in a fresh interpreter, median of {reps}; 'process' is the whole `python -c` "
         "(start-up + import + load). Dry run: `python -m snakemake -n --snakefile Snakefile --directory TMP "
         f"--config ini=...` from the repository root (median of {reps}; one for 5,000 runs and more), its "
-        "output to a file. One job: `python -m mosaic.job INI HASH` of a 1-epoch mlp_brick(4,3) run of "
+        "output to a file. One job: `python -m mosaic.run.job INI HASH` of a 1-epoch mlp_brick(4,3) run of "
         "that ini (every job loads the whole ini).",
         "",
         table(["runs", "load_experiment", "process", "snakemake -n", "dry run per run", "one job (1 epoch)"],
@@ -576,7 +577,7 @@ def bench_expand(args, work):
         "one pass of mosaic_run's progress watcher (it polls every 0.5 s; the share of a core assumes that "
         "rate) with every run pending, then with every run done before the watcher started (those stay "
         "polled). Status: `mosaic_status` minus start-up (states_of + render). Database: "
-        "`mosaic.database.build` (what `mosaic_savedb` and the database job do after loading the ini).",
+        "`mosaic.results.database.build` (what `mosaic_savedb` and the database job do after loading the ini).",
         "",
         table(["runs", "watcher poll, pending", "watcher poll, done", "status", "database build",
                "(writing the files)"], jobs_rows),
@@ -595,7 +596,7 @@ def mosaic_command(name):
     script = os.path.join(os.path.dirname(sys.executable), name)
     if os.path.exists(script):
         return [script]
-    return [sys.executable, "-m", "mosaic.cli", name.removeprefix("mosaic_")]
+    return [sys.executable, "-m", "mosaic.ops.cli", name.removeprefix("mosaic_")]
 
 
 def children_cpu():
@@ -604,8 +605,8 @@ def children_cpu():
 
 
 def job_startup(work, reps):
-    """Cost of one `python -m mosaic.job` for a 1-epoch run, and of its parts."""
-    from mosaic.config import load_experiment
+    """Cost of one `python -m mosaic.run.job` for a 1-epoch run, and of its parts."""
+    from mosaic.experiment import load_experiment
 
     folder = os.path.join(work, "job")
     ini = tutorial_folder(folder, {("PROCESS", "epochs"): 1, ("MONITOR", "multiplicity"): 1})
@@ -615,20 +616,20 @@ def job_startup(work, reps):
     walls, durations = [], []
     for _ in range(reps):
         shutil.rmtree(run_folder, ignore_errors=True)
-        wall, rc, output = timed_command([sys.executable, "-m", "mosaic.job", ini, run.run_hash], cwd=folder)
+        wall, rc, output = timed_command([sys.executable, "-m", "mosaic.run.job", ini, run.run_hash], cwd=folder)
         if rc != 0:
-            raise RuntimeError(f"mosaic.job failed:\n{output}")
+            raise RuntimeError(f"mosaic.run.job failed:\n{output}")
         walls.append(wall)
         with open(os.path.join(run_folder, "result.json")) as handle:
             durations.append(json.load(handle)["duration_s"])
     parts = []
     for label, code in [
         ("`python -c pass`", "pass"),
-        ("`import mosaic.job` (no torch)", "import mosaic.job"),
+        ("`import mosaic.run.job` (no torch)", "import mosaic.run.job"),
         ("`import torch`", "import torch"),
         ("`import torch, torch._dynamo` (the first torch.optim call imports torch._dynamo)",
          "import torch, torch._dynamo"),
-        ("`import mosaic.training` (torch, numpy)", "import mosaic.training"),
+        ("`import mosaic.run.training` (torch, numpy)", "import mosaic.run.training"),
     ]:
         times = [timed_command([sys.executable, "-c", code], cwd=folder)[0] for _ in range(reps)]
         parts.append((label, median(times)))
@@ -701,7 +702,7 @@ def bench_tutorial(args, work):
         ["rest: job start-ups outside train_run, Snakemake, database, plots", f"{wall - train_wall:.1f} s"],
         ["epoch time in the runs: median (p90)",
          f"{median(epoch_s) * 1e3:.1f} ms ({epoch_s[int(0.9 * (len(epoch_s) - 1))] * 1e3:.1f} ms)"],
-        ["one `python -m mosaic.job`, 1-epoch run, alone", f"{job_wall:.2f} s"],
+        ["one `python -m mosaic.run.job`, 1-epoch run, alone", f"{job_wall:.2f} s"],
         ["  of which train_run (its duration_s: torch._dynamo import, data, model, 1 epoch, saves)",
          f"{job_duration:.3f} s"],
         *[[f"  {label}", f"{value:.3f} s"] for label, value in parts],

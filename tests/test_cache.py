@@ -1,4 +1,4 @@
-"""The download cache (mosaic.cache): hits, true LRU eviction, safety of user files, failures, concurrency."""
+"""The download cache (mosaic.run.cache): hits, true LRU eviction, safety of user files, failures, concurrency."""
 
 import http.server
 import os
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import mosaic
-from mosaic import cache
 from mosaic.errors import MosaicError
+from mosaic.run import cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -336,7 +336,7 @@ def test_parse_size_rejects(text):
 
 def test_import_mosaic_stays_cheap():
     code = ("import sys, mosaic; assert callable(mosaic.download_file); "
-            "print(sorted(m for m in ('mosaic.cache', 'sqlite3', 'urllib.request') if m in sys.modules))")
+            "print(sorted(m for m in ('mosaic.run.cache', 'sqlite3', 'urllib.request') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT, timeout=30).stdout
     assert out.strip() == "[]"

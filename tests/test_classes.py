@@ -1,4 +1,4 @@
-"""Tests for mosaic.classes: loading user class files, building classes, detecting the forward protocol."""
+"""Tests for mosaic.run.classes: loading user class files, building classes, detecting the forward protocol."""
 
 import sys
 import textwrap
@@ -6,8 +6,8 @@ import textwrap
 import pytest
 import torch
 
-from mosaic.classes import construct, load_class, load_file, module_name, takes_run_info
 from mosaic.errors import MosaicError
+from mosaic.run.classes import construct, load_class, load_file, module_name, takes_run_info
 
 
 def write(path, source):

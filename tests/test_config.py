@@ -1,4 +1,4 @@
-"""Tests for mosaic.config: the ini grammar, validation, expansion, hashing and seeds."""
+"""Tests for mosaic.experiment: the ini grammar, validation, expansion, hashing and seeds."""
 
 import hashlib
 import json
@@ -6,8 +6,10 @@ import os
 
 import pytest
 
-from mosaic.config import find_class, load_experiment, parse_values
 from mosaic.errors import MosaicError
+from mosaic.experiment import load_experiment
+from mosaic.experiment.classscan import find_class
+from mosaic.experiment.values import parse_values
 
 CLASS_FILES = {
     "dataset.py": "class dataset_OR:\n    pass\n\n\nclass dataset_XOR:\n    pass\n",

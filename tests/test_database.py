@@ -9,9 +9,9 @@ import pytest
 from conftest import fake_module
 
 from mosaic import __version__
-from mosaic.database import SCHEMA_VERSION, build, open_db, parse_ids, select_run_ids
 from mosaic.errors import MosaicError
-from mosaic.indicators import indicators
+from mosaic.results.database import SCHEMA_VERSION, build, open_db, parse_ids, select_run_ids
+from mosaic.results.indicators import indicators
 from mosaic.runfiles import ERROR, LOCK, LOSSES, RESULT, format_losses, run_dir, run_file
 
 EPOCHS = 30

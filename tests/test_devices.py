@@ -1,4 +1,4 @@
-"""Tests for mosaic.devices (one GPU per local job through flock'ed lock files) and the device plumbing
+"""Tests for mosaic.run.devices (one GPU per local job through flock'ed lock files) and the device plumbing
 of the training path. No GPU is needed: the devices are names in lists, the locks are real.
 """
 
@@ -18,11 +18,12 @@ import pytest
 import torch
 from conftest import Experiment, small_settings
 
-from mosaic import devices, runfiles
-from mosaic.config import load_experiment
-from mosaic.devices import acquire_slot, select_device, visible_gpus
+from mosaic import runfiles
 from mosaic.errors import MosaicError
-from mosaic.training import Pipeline, batch_source, to_device, train_run
+from mosaic.experiment import load_experiment
+from mosaic.run import devices
+from mosaic.run.devices import acquire_slot, select_device, visible_gpus
+from mosaic.run.training import Pipeline, batch_source, to_device, train_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TWO = ["cuda:0", "cuda:1"]
@@ -103,7 +104,7 @@ def test_lock_dir_is_created_and_read_from_the_environment_at_each_call(tmp_path
 
 HOLDER = """
     import os, sys, time
-    from mosaic.devices import acquire_slot
+    from mosaic.run.devices import acquire_slot
     lock_dir, log, hold, go = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
     time.sleep(max(0.0, go - time.monotonic()))
     def note(event, device):
@@ -163,7 +164,7 @@ def test_kill_9_releases_the_device(tmp_path):
     holder = python(
         """
         import sys, time
-        from mosaic.devices import acquire_slot
+        from mosaic.run.devices import acquire_slot
         device, handle = acquire_slot(["cuda:0"], lock_dir=sys.argv[1], timeout=10)
         print(device, flush=True)
         time.sleep(60)

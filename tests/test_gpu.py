@@ -20,7 +20,7 @@ pytestmark = [
 
 def run_experiment(exp, *extra):
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "mosaic.cli", "run", "config.ini", "database.db", *extra],
+    done = subprocess.run([sys.executable, "-m", "mosaic.ops.cli", "run", "config.ini", "database.db", *extra],
                           cwd=exp.folder, capture_output=True, text=True, timeout=900, env=command_env())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return time.monotonic() - started

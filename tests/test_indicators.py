@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from mosaic.indicators import indicators
+from mosaic.results.indicators import indicators
 
 NAN, INF = math.nan, math.inf
 

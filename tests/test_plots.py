@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 from conftest import fake_module
 
-from mosaic.database import build
 from mosaic.errors import MosaicError
-from mosaic.plots import (
+from mosaic.results.database import build
+from mosaic.results.plots import (
     _short_float,
     _use_log_scale,
     loss_panels,

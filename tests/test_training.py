@@ -1,4 +1,4 @@
-"""Tests for mosaic.training and mosaic.job: pipelines, the epoch loop, checkpoints, divergence, jobs.
+"""Tests for mosaic.run.training and mosaic.run.job: pipelines, the epoch loop, checkpoints, divergence, jobs.
 
 Every experiment is a small ini plus class files written into tmp_path; runs train a few epochs on
 a few dozen rows.
@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from mosaic import runfiles
-from mosaic.classes import load_class
-from mosaic.config import load_experiment
 from mosaic.errors import MosaicError
-from mosaic.training import Pipeline, batch_loss, batch_source, seed_everything, train_run
+from mosaic.experiment import load_experiment
+from mosaic.run.classes import load_class
+from mosaic.run.training import Pipeline, batch_loss, batch_source, seed_everything, train_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -773,7 +773,7 @@ def test_huge_learning_rate_diverges_and_stops(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The job process: python -m mosaic.job INI HASH
+# The job process: python -m mosaic.run.job INI HASH
 
 
 def job_env():
@@ -789,7 +789,7 @@ def run_job(experiment, run, cwd):
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / runfiles.LOG, "a") as log:
         done = subprocess.run(
-            [sys.executable, "-m", "mosaic.job", experiment.ini_path, run.run_hash],
+            [sys.executable, "-m", "mosaic.run.job", experiment.ini_path, run.run_hash],
             cwd=cwd, env=job_env(), stdout=log, stderr=subprocess.STDOUT, timeout=120,
         )
     return done.returncode, (folder / runfiles.LOG).read_text()
@@ -850,7 +850,7 @@ def test_second_job_on_a_locked_run_fails_clearly(tmp_path):
 def test_job_with_an_unknown_run_hash_fails(tmp_path):
     experiment = toy(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "mosaic.job", experiment.ini_path, "0123456789abcdef"],
+        [sys.executable, "-m", "mosaic.run.job", experiment.ini_path, "0123456789abcdef"],
         cwd=tmp_path, env=job_env(), capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 1

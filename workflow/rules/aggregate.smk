@@ -16,7 +16,7 @@ rule database:
     log:
         os.path.join(LOGS, "database.log"),
     params:
-        signature=dag.aggregation_signature(EXPERIMENT),
+        signature=helpers.aggregation_signature(EXPERIMENT),
     conda:
         "../envs/mosaic.yaml"
     script:

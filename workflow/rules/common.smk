@@ -1,25 +1,25 @@
-# Loads and validates the experiment; input functions. The logic lives in mosaic/dag.py.
+# Loads and validates the experiment; input functions. The logic lives in mosaic/ops/workflow_helpers.py.
 import os
 import sys
 
 sys.path.insert(0, workflow.basedir)  # a plain checkout: the mosaic package sits beside the Snakefile
 
-from mosaic import dag
+from mosaic.ops import workflow_helpers as helpers
 
-EXPERIMENT = dag.load_or_exit(config["ini"])
-dag.export_environment()  # jobs run `python -m mosaic.job` from this interpreter's environment
+EXPERIMENT = helpers.load_or_exit(config["ini"])
+helpers.export_environment()  # jobs run `python -m mosaic.run.job` from this interpreter's environment
 
 INI = os.path.abspath(config["ini"])
-RUNS = dag.relative(EXPERIMENT.process.run_files_path)
+RUNS = helpers.relative(EXPERIMENT.process.run_files_path)
 DATABASE = config["database"]
 PLOTS = config["plots"]
 LOGS = config.get("logs", ".mosaic/logs")
 PARTIAL = bool(config.get("partial", False))  # build from the runs done, train nothing new...
-ALSO = dag.read_run_list(config.get("also"))  # ...but these runs (a file of hashes, mosaic_rerun)
+ALSO = helpers.read_run_list(config.get("also"))  # ...but these runs (a file of hashes, mosaic_rerun)
 GPU_PER_RUN = 1 if EXPERIMENT.monitor.need_gpu else 0
 if GPU_PER_RUN and workflow.local_exec and str(workflow.exec_mode) == "default":
     # Locally, at most one run per GPU unless --resources gpu=N says otherwise.
-    workflow.global_resources.setdefault("gpu", dag.local_gpu_count(EXPERIMENT))
+    workflow.global_resources.setdefault("gpu", helpers.local_gpu_count(EXPERIMENT))
 METAPLOT_VALUES = ("test_loss", "train_loss", "duration", "overfit", "trainability", "slope", "nb_params")
 
 wildcard_constraints:
@@ -44,7 +44,7 @@ def run_priority(wildcards):
 
 def run_results(wildcards):
     """Every run's result files; with partial=True only those already there."""
-    return dag.result_files(EXPERIMENT, RUNS, partial=PARTIAL, also=ALSO)
+    return helpers.result_files(EXPERIMENT, RUNS, partial=PARTIAL, also=ALSO)
 
 
 def plotloss_target():
@@ -54,13 +54,13 @@ def plotloss_target():
 def metaplot_targets():
     return [
         os.path.join(PLOTS, f"metaplot_{name}_{value}.png")
-        for name in dag.dataset_names(EXPERIMENT)
+        for name in helpers.dataset_names(EXPERIMENT)
         for value in config["metaplot_values"]
     ]
 
 
 def metaplot_dataset(wildcards):
-    return dag.dataset_names(EXPERIMENT)[wildcards.dataset]
+    return helpers.dataset_names(EXPERIMENT)[wildcards.dataset]
 
 
 def final_targets():

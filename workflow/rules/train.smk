@@ -12,7 +12,7 @@ rule train:
     log:
         run_path("train.log"),
     params:
-        ini=dag.relative(INI),
+        ini=helpers.relative(INI),
         epochs=EXPERIMENT.process.epochs,
     threads: 1
     priority: run_priority
@@ -21,4 +21,4 @@ rule train:
     conda:
         "../envs/mosaic.yaml"
     shell:
-        "python -m mosaic.job {params.ini:q} {wildcards.run} --threads {threads} >> {log:q} 2>&1"
+        "python -m mosaic.run.job {params.ini:q} {wildcards.run} --threads {threads} >> {log:q} 2>&1"

@@ -3,7 +3,7 @@
 import sys
 
 from mosaic.errors import MosaicError
-from mosaic.plots import metaplot, render_message
+from mosaic.results.plots import metaplot, render_message
 
 with open(snakemake.log[0], "w") as sys.stderr:  # noqa: F821 (snakemake is injected)
     database, output = snakemake.input[0], snakemake.output[0]  # noqa: F821

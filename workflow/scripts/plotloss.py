@@ -3,7 +3,7 @@
 import sys
 
 from mosaic.errors import MosaicError
-from mosaic.plots import plotloss, render_message
+from mosaic.results.plots import plotloss, render_message
 
 with open(snakemake.log[0], "w") as sys.stderr:  # noqa: F821 (snakemake is injected)
     try:

@@ -58,7 +58,7 @@ def add_selectors(parser, required=False):
 
 
 def selected_ids(database, args):
-    from mosaic.database import parse_ids, select_run_ids
+    from mosaic.results.database import parse_ids, select_run_ids
 
     ids = parse_ids(args.ids) if args.ids else None
     return select_run_ids(database, ids=ids, status=args.status,
@@ -82,7 +82,7 @@ def mosaic_run(argv):
     parser.add_argument("-n", "--dry-run", action="store_true", help="show the jobs, run nothing")
     own, extra = split_extra(argv)
     args = parser.parse_args(own)
-    from mosaic import launch
+    from mosaic.ops import launch
 
     return launch.run_experiment(args.ini, args.database, plots=args.plots or default_plots(args.database),
                                  cores=args.cores, profile=args.profile, dry_run=args.dry_run, extra=extra)
@@ -104,7 +104,7 @@ def mosaic_generate(argv):
     args = parser.parse_args(argv)
     import json
 
-    from mosaic.config import load_experiment
+    from mosaic.experiment import load_experiment
 
     experiment = load_experiment(args.ini)
     runs = [
@@ -146,8 +146,8 @@ def mosaic_plotloss(argv):
     args = parser.parse_args(argv)
     if args.plot_size < 1:
         raise MosaicError("-plot_size must be at least 1")
-    from mosaic.database import open_db
-    from mosaic.plots import plotloss
+    from mosaic.results.database import open_db
+    from mosaic.results.plots import plotloss
 
     open_db(args.database).close()
     drawn = plotloss(args.database, args.output, ids=selected_ids(args.database, args), plot_size=args.plot_size)
@@ -166,8 +166,8 @@ def mosaic_metaplot(argv):
     parser.add_argument("dataset")
     parser.add_argument("value")
     args = parser.parse_args(argv)
-    from mosaic.database import open_db
-    from mosaic.plots import metaplot
+    from mosaic.results.database import open_db
+    from mosaic.results.plots import metaplot
 
     open_db(args.database).close()
     metaplot(args.database, args.output, args.dataset, args.value)
@@ -183,8 +183,9 @@ def mosaic_status(argv):
     parser = parser_for(mosaic_status)
     parser.add_argument("ini", nargs="?", help="the experiment's ini (default: the one mosaic_run used here)")
     args = parser.parse_args(argv)
-    from mosaic import session, status
-    from mosaic.config import load_experiment
+    from mosaic.experiment import load_experiment
+    from mosaic.ops import session
+    from mosaic.results import status
 
     experiment = load_experiment(session.load(args.ini)["ini"])
     print(status.render(experiment, status.states_of(experiment)))
@@ -199,9 +200,9 @@ def mosaic_savedb(argv):
     parser.add_argument("output", help="the database copy to write")
     parser.add_argument("--ini", help="the experiment's ini (default: the one mosaic_run used here)")
     args = parser.parse_args(argv)
-    from mosaic import session
-    from mosaic.config import load_experiment
-    from mosaic.database import build
+    from mosaic.experiment import load_experiment
+    from mosaic.ops import session
+    from mosaic.results.database import build
 
     state = session.load(args.ini)
     live = state.get("database")
@@ -238,8 +239,8 @@ def mosaic_rerun(argv):
         parser.error("select runs with -id, -status or -param")
     if args.epochs is not None and args.epochs < 1:
         raise MosaicError("-epochs must be at least 1")
-    from mosaic import launch, rerun
-    from mosaic.config import load_experiment
+    from mosaic.experiment import load_experiment
+    from mosaic.ops import launch, rerun
 
     experiment = load_experiment(args.ini)
     selected = rerun.select(experiment, args.ids, args.status, args.param)
@@ -258,7 +259,7 @@ def mosaic_rekey(argv):
     parser.add_argument("database")
     parser.add_argument("--plots", help="folder of the plots (default: <database>_plots)")
     args = parser.parse_args(argv)
-    from mosaic import launch
+    from mosaic.ops import launch
 
     return launch.run_experiment(args.ini, args.database, args.plots or default_plots(args.database),
                                  partial=True, forcerun=["database"])
@@ -269,7 +270,7 @@ def mosaic_pause(argv):
     """Pause the experiment launched from this folder: no new run starts, the running ones
     finish, then mosaic_run exits. mosaic_resume (or mosaic_run) finishes the rest."""
     parser_for(mosaic_pause).parse_args(argv)
-    from mosaic import launch, session
+    from mosaic.ops import launch, session
 
     session.load()
     launch.request_pause()
@@ -280,7 +281,7 @@ def mosaic_pause(argv):
 def mosaic_resume(argv):
     """Finish the experiment launched from this folder after a pause, a Ctrl-C or a crash."""
     parser_for(mosaic_resume).parse_args(argv)
-    from mosaic import launch, session
+    from mosaic.ops import launch, session
 
     state = session.load()
     if state.get("database") is None:
@@ -290,7 +291,7 @@ def mosaic_resume(argv):
 
 
 def main():
-    """`python -m mosaic.cli NAME ...` runs the command mosaic_NAME."""
+    """`python -m mosaic.ops.cli NAME ...` runs the command mosaic_NAME."""
     if len(sys.argv) < 2 or f"mosaic_{sys.argv[1]}" not in COMMANDS:
         print("commands: " + ", ".join(sorted(COMMANDS)), file=sys.stderr)
         return 2

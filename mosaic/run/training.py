@@ -11,8 +11,8 @@ import torch
 
 import mosaic
 from mosaic import runfiles
-from mosaic.classes import construct, load_class, takes_run_info
 from mosaic.errors import MosaicError
+from mosaic.run.classes import construct, load_class, takes_run_info
 
 CHECKPOINT_FORMAT = 1
 

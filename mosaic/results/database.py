@@ -23,7 +23,7 @@ from contextlib import closing
 
 from mosaic import __version__
 from mosaic.errors import MosaicError
-from mosaic.indicators import indicators
+from mosaic.results.indicators import indicators
 from mosaic.runfiles import LOSSES, RunState, finite_or_none, read_losses, read_state, run_file
 
 SCHEMA_VERSION = 1

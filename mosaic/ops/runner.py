@@ -13,8 +13,9 @@ import sys
 import threading
 import time
 
-from mosaic import runfiles, session
-from mosaic.paths import snakefile
+from mosaic import runfiles
+from mosaic.ops import session
+from mosaic.ops.paths import snakefile
 
 PROGRESS = re.compile(r"^\d+ of \d+ steps \(.*\) done")
 TRAIN_JOBS = re.compile(r"^train\s+(\d+)$")  # Snakemake's job stats table, printed before it starts

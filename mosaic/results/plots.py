@@ -11,7 +11,7 @@ import statistics
 from collections import defaultdict
 from contextlib import closing
 
-from mosaic.database import PROCESS_TYPE, open_db, select_run_ids
+from mosaic.results.database import PROCESS_TYPE, open_db, select_run_ids
 from mosaic.errors import MosaicError
 
 # metaplot VALUE -> runs column; the aliases are the original's and the spec's spellings.

@@ -4,10 +4,11 @@ import os
 import subprocess
 import sys
 
-from mosaic import runfiles, runner, session
-from mosaic.config import load_experiment
+from mosaic import runfiles
 from mosaic.errors import MosaicError
-from mosaic.status import states_of
+from mosaic.experiment import load_experiment
+from mosaic.ops import runner, session
+from mosaic.results.status import states_of
 
 
 def say(line):
@@ -42,7 +43,7 @@ def resolve_profile(profile):
     """A profile folder here, else one shipped with the workflow (`profiles/slurm`), else as given."""
     if not profile or os.path.isdir(profile):
         return os.path.abspath(profile) if profile else None
-    from mosaic.paths import workflow_root
+    from mosaic.ops.paths import workflow_root
 
     shipped = os.path.join(workflow_root(), profile)
     return shipped if os.path.isdir(shipped) else profile
@@ -52,7 +53,7 @@ def gpu_count(experiment, profile):
     """--resources gpu=N for local runs; a cluster profile's scheduler counts GPUs itself."""
     if not experiment.monitor.need_gpu or profile:
         return 0
-    from mosaic.dag import local_gpu_count
+    from mosaic.ops.workflow_helpers import local_gpu_count
 
     return local_gpu_count(experiment)
 

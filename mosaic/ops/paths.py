@@ -2,7 +2,9 @@
 
 import os
 
-PACKAGE = os.path.dirname(os.path.abspath(__file__))
+import mosaic
+
+PACKAGE = os.path.dirname(os.path.abspath(mosaic.__file__))
 
 
 def workflow_root():

@@ -10,8 +10,9 @@ import re
 import sys
 
 from mosaic import runfiles
-from mosaic.config import load_experiment
 from mosaic.errors import MosaicError
+from mosaic.experiment import load_experiment
+from mosaic.ops.paths import PACKAGE
 
 
 def load_or_exit(ini):
@@ -24,14 +25,14 @@ def load_or_exit(ini):
 
 
 def export_environment():
-    """Make `python -m mosaic.job` in a job's shell reach this interpreter and this package.
+    """Make `python -m mosaic.run.job` in a job's shell reach this interpreter and this package.
 
     Local jobs and SLURM jobs (sbatch exports the environment) inherit these variables.
     """
     os.environ["MOSAIC_SNAKEMAKE_PID"] = str(os.getpid())  # jobs stop if this process dies
     bindir = os.path.dirname(sys.executable)
     os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_parent = os.path.dirname(PACKAGE)
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if package_parent not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
@@ -98,6 +99,6 @@ def local_gpu_count(experiment):
     """The GPUs local runs may use: gpu_available, else those nvidia-smi lists."""
     if experiment.monitor.gpu_available:
         return len(experiment.monitor.gpu_available)
-    from mosaic.devices import visible_gpus
+    from mosaic.run.devices import visible_gpus
 
     return len(visible_gpus())

@@ -1,4 +1,4 @@
-"""One training run, as one Snakemake job: `python -m mosaic.job INI RUN_HASH`.
+"""One training run, as one Snakemake job: `python -m mosaic.run.job INI RUN_HASH`.
 
 Its output goes to the run's train.log. On failure it writes error.txt (the traceback) and exits 1,
 so that Snakemake records a failed job, keeps going with the others, and retries it next time.
@@ -12,9 +12,9 @@ import time
 import traceback
 
 from mosaic import runfiles
-from mosaic.config import load_experiment
 from mosaic.errors import MosaicError
-from mosaic.session import PAUSE_FILE
+from mosaic.experiment import load_experiment
+from mosaic.ops.session import PAUSE_FILE
 
 
 def target_epochs(folder):
@@ -56,7 +56,7 @@ def watch_snakemake(interval=2.0):
 
 def train(experiment, run, threads):
     """Select the device, then train; imports torch only here."""
-    from mosaic.devices import select_device
+    from mosaic.run.devices import select_device
 
     run_label = f"run {run.run_id} ({run.pipeline})"
     # mosaic.download_file (mosaic/cache.py) reads its settings from the ini's [MONITOR].
@@ -65,7 +65,7 @@ def train(experiment, run, threads):
     device, gpu_lock, device_name = select_device(experiment.monitor, run_label)
     import torch
 
-    from mosaic import training
+    from mosaic.run import training
 
     torch.set_num_threads(threads)
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -81,7 +81,7 @@ def train(experiment, run, threads):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m mosaic.job", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mosaic.run.job", description=__doc__)
     parser.add_argument("ini")
     parser.add_argument("run_hash")
     parser.add_argument("--threads", type=int, default=1)

@@ -40,7 +40,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 import shutil
 import sqlite3
 import sys
@@ -49,37 +48,19 @@ import time
 import urllib.request
 
 from mosaic.errors import MosaicError
+from mosaic.experiment.values import parse_size
 
 DEFAULT_DB = "./cache.db"
 DEFAULT_SIZE = 10**9
 DOWNLOAD_TIMEOUT = 60
 SQLITE_TIMEOUT = 60
 
-_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)B?", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 _configured = {"db": None, "size": None}
 
 
 class CacheDownloadError(MosaicError, OSError):
     """A url could not be downloaded (or copied into place); the message names the url."""
-
-
-def parse_size(value):
-    """Bytes from an int or a string: '1048576', '500K', '1M', '1.5G' (decimal units, as the original)."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a size: {value!r}")
-    if isinstance(value, int):
-        size = value
-    else:
-        text = str(value).strip()
-        match = _SIZE.fullmatch(text)
-        if not match or (not match[2] and not match[1].isdigit()):
-            raise ValueError(f"not a size like 500K, 1M, 1.5G or a number of bytes: {value!r}")
-        size = round(float(match[1]) * _SIZE_UNITS[match[2].upper()])
-    if size <= 0:
-        raise ValueError(f"a cache size must be positive: {value!r}")
-    return size
 
 
 def configure(db_path=None, size_bytes=None):

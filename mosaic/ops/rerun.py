@@ -3,9 +3,9 @@
 import os
 
 from mosaic import runfiles
-from mosaic.dag import relative
-from mosaic.database import parse_ids
-from mosaic.status import states_of
+from mosaic.ops.workflow_helpers import relative
+from mosaic.results.database import parse_ids
+from mosaic.results.status import states_of
 
 
 def same_value(value, text):

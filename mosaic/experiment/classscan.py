@@ -1,0 +1,94 @@
+"""Find the user's class files and check, without importing them, that they define the classes named.
+
+Importing a class file would import torch; a static scan of its syntax tree keeps ini validation instant.
+"""
+
+import ast
+import functools
+import os
+
+from mosaic.errors import MosaicError
+
+_BLOCK_STATEMENTS = (ast.If, ast.Try, getattr(ast, "TryStar", ast.Try), ast.With)
+
+
+def find_class(path, class_name):
+    """True if the python file defines or imports `class_name` at top level (static check, no import)."""
+    names, star_import = _top_level_names(path)
+    return star_import or class_name in names
+
+
+def _top_level_names(path):
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        raise MosaicError(f"{path}: cannot read: {error.strerror}") from None
+    return _names_in_file(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _names_in_file(path, mtime_ns, size):
+    """(names bound at top level, has a star import); cached per file version."""
+    try:
+        with open(path, "rb") as handle:
+            tree = ast.parse(handle.read(), filename=path)
+    except SyntaxError as error:
+        raise MosaicError(f"{path}: line {error.lineno}: syntax error: {error.msg}") from None
+    except (OSError, ValueError) as error:
+        raise MosaicError(f"{path}: cannot parse: {error}") from None
+    names, star = set(), False
+    for node in _top_level_statements(tree.body):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                names.update(_target_names(target))
+        elif isinstance(node, ast.AnnAssign):
+            names.update(_target_names(node.target))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                star = star or alias.name == "*"
+                names.add(alias.asname or alias.name.split(".")[0])
+    return frozenset(names), star
+
+
+def _top_level_statements(body):
+    """Statements at module level, looking inside if/try/with blocks but not into functions or classes."""
+    for node in body:
+        yield node
+        if isinstance(node, _BLOCK_STATEMENTS):
+            for block in ("body", "orelse", "finalbody"):
+                yield from _top_level_statements(getattr(node, block, []))
+            for handler in getattr(node, "handlers", []):
+                yield from _top_level_statements(handler.body)
+
+
+def _target_names(target):
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for element in target.elts for name in _target_names(element)]
+    return []
+
+
+def resolve_file(written, ini_dir, place):
+    """Absolute path of a file named in the ini: the ini's folder first, then the working directory."""
+    written = os.path.expanduser(written)
+    if os.path.isabs(written):
+        if os.path.isfile(written):
+            return os.path.realpath(written)
+        raise MosaicError(f"{place}: file not found: {written}")
+    tried = list(dict.fromkeys([os.path.normpath(os.path.join(ini_dir, written)), os.path.abspath(written)]))
+    for candidate in tried:
+        if os.path.isfile(candidate):
+            return os.path.realpath(candidate)
+    raise MosaicError(f"{place}: file not found: tried {' and '.join(tried)}")
+
+
+def check_class(path, class_name, place):
+    try:
+        found = find_class(path, class_name)
+    except MosaicError as error:
+        raise MosaicError(f"{place}: {error}") from None
+    if not found:
+        raise MosaicError(f"{place}: no class {class_name!r} in {path}")

@@ -1,0 +1,85 @@
+"""Expand the variants of each type into the ordered runs, with their content hashes and seeds.
+
+A run's identity is a hash of what it computes (classes, parameters, the PROCESS values that matter,
+its replicate), so that editing the ini leaves finished runs alone. Standard library only.
+"""
+
+import hashlib
+import itertools
+import json
+
+from mosaic.errors import MosaicError
+from mosaic.experiment.model import Run
+
+
+def _compact_json(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def module_json_text(module):
+    """A module's part of the hashed payload: [type, class, path as written, [[name, value], ...]]."""
+    return _compact_json([module.type, module.class_name, module.path_in_ini, [list(p) for p in module.params]])
+
+
+def process_json_text(process, loss_path_in_ini):
+    """The PROCESS values that change what a run computes (not epochs, paths or extra keys)."""
+    return _compact_json(
+        {
+            "lr": process.lr,
+            "loss_function": process.loss_function,
+            "class_loss_function": process.class_loss_function,
+            "path_to_class_loss_function": loss_path_in_ini,
+            "optimizer": process.optimizer,
+            "seed": process.seed,
+        }
+    )
+
+
+def _pipeline_hash(module_jsons, process_json):
+    """sha256 hex digest of _compact_json({"modules": [...], "process": {...}}), joined from serialized parts."""
+    text = '{"modules":[' + ",".join(module_jsons) + '],"process":' + process_json + "}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_distinct_variants(variants, module_json, ini_path):
+    """Two identical variants of one type would give runs with the same content id."""
+    seen = {}
+    for module in variants:
+        other = seen.setdefault(module_json[id(module)], module)
+        if other is not module:
+            raise MosaicError(
+                f"{ini_path}: [{other.section}] and [{module.section}] define the same variant "
+                f"{module.display()}; their runs would collide"
+            )
+
+
+def expand_runs(variants_by_type, module_json, process, monitor, process_json):
+    """Cartesian product of the variants, first scheme type outermost, each repeated multiplicity times."""
+    scheme = process.data_scheme + process.pipeline_scheme
+    n_data = len(process.data_scheme)
+    displays = {id(m): m.display() for variants in variants_by_type.values() for m in variants}
+    runs = []
+    for modules in itertools.product(*(variants_by_type[type_name] for type_name in scheme)):
+        digest = _pipeline_hash([module_json[id(m)] for m in modules], process_json)
+        pipeline = " | ".join(displays[id(m)] for m in modules)
+        dataset_key = " | ".join(m.key for m in modules[:n_data])
+        model_key = " | ".join(m.key for m in modules[n_data:])
+        for replicate in range(1, monitor.multiplicity + 1):
+            run_hash = hashlib.sha256(f"{digest}:{replicate}".encode()).hexdigest()[:16]
+            seed_hex = hashlib.sha256(f"{process.seed}:{digest}:{replicate}".encode()).hexdigest()[:8]
+            runs.append(
+                Run(
+                    run_id=len(runs) + 1,
+                    run_hash=run_hash,
+                    replicate=replicate,
+                    seed=int(seed_hex, 16) % 2**31,
+                    modules=modules,
+                    n_data=n_data,
+                    pipeline=pipeline,
+                    dataset_key=dataset_key,
+                    model_key=model_key,
+                )
+            )
+    return tuple(runs)
+
+

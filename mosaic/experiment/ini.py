@@ -1,0 +1,303 @@
+"""Read and validate an ini file into an Experiment; errors name the file, section and key. Standard library only."""
+
+import configparser
+import itertools
+import math
+import os
+import re
+
+from mosaic.errors import MosaicError, where
+from mosaic.experiment.classscan import check_class, resolve_file
+from mosaic.experiment.expand import check_distinct_variants, expand_runs, module_json_text, process_json_text
+from mosaic.experiment.model import Experiment, Module, Monitor, Process, format_value
+from mosaic.experiment.values import FLOAT, INT, parse_size, parse_values, typed_scalar
+
+RESERVED_KEYS = ("type", "class", "path_to_class", "key")
+DEFAULT_KEY_TEMPLATE = "{class}"
+_NO_DEFAULT_SECTION = "\x00mosaic: no default section\x00"
+
+
+def _read_ini(ini_path):
+    parser = configparser.ConfigParser(
+        interpolation=None,
+        default_section=_NO_DEFAULT_SECTION,
+        strict=True,
+        comment_prefixes=("#", ";"),
+        inline_comment_prefixes=None,
+    )
+    parser.optionxform = str
+    try:
+        with open(ini_path, encoding="utf-8") as handle:
+            parser.read_file(handle, source=ini_path)
+    except FileNotFoundError:
+        raise MosaicError(f"{ini_path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise MosaicError(f"{ini_path}: cannot read: {error}") from None
+    except configparser.Error as error:
+        raise MosaicError(_ini_error_message(ini_path, error)) from None
+    return parser
+
+
+def _ini_error_message(ini_path, error):
+    """One line for a configparser error, with the line number when there is one."""
+    if isinstance(error, configparser.DuplicateOptionError):
+        return f"{where(ini_path, error.section, error.option)}: duplicate key (line {error.lineno})"
+    if isinstance(error, configparser.DuplicateSectionError):
+        return f"{where(ini_path, error.section)}: duplicate section (line {error.lineno})"
+    if isinstance(error, configparser.MissingSectionHeaderError):
+        return f"{ini_path}: line {error.lineno}: text before the first [section] header: {error.line!r}"
+    if isinstance(error, configparser.ParsingError):
+        lineno, line = error.errors[0]
+        return f"{ini_path}: line {lineno}: cannot parse {line!r} (expected 'key = value')"
+    return f"{ini_path}: {' '.join(str(error).split())}"
+
+
+class _Section:
+    """Typed access to one ini section, with errors naming file, section and key."""
+
+    def __init__(self, ini_path, parser, name):
+        self.ini_path = ini_path
+        self.name = name
+        self.items = dict(parser.items(name)) if parser.has_section(name) else {}
+        self.used = set()
+
+    def place(self, key=None):
+        return where(self.ini_path, self.name, key)
+
+    def fail(self, key, message):
+        raise MosaicError(f"{self.place(key)}: {message}")
+
+    def text(self, key, default=None, required=False):
+        self.used.add(key)
+        if key not in self.items:
+            if required:
+                self.fail(key, "required key is missing")
+            return default
+        value = self.items[key].strip()
+        if not value:
+            self.fail(key, "empty value")
+        return value
+
+    def integer(self, key, default=None, minimum=None, required=False):
+        value = self.text(key, None, required)
+        if value is None:
+            return default
+        if not INT.fullmatch(value):
+            self.fail(key, f"not an integer: {value!r}")
+        number = int(value)
+        if minimum is not None and number < minimum:
+            self.fail(key, f"must be >= {minimum}, got {number}")
+        return number
+
+    def number(self, key, required=False):
+        value = self.text(key, None, required)
+        if not FLOAT.fullmatch(value):
+            self.fail(key, f"not a number: {value!r}")
+        return float(value)
+
+    def boolean(self, key, default):
+        value = self.text(key)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("true", "yes", "1"):
+            return True
+        if lowered in ("false", "no", "0"):
+            return False
+        self.fail(key, f"not a boolean (True/False): {value!r}")
+
+    def identifier(self, key, default=None):
+        value = self.text(key, default)
+        if value is not None and not value.isidentifier():
+            self.fail(key, f"not a valid name: {value!r}")
+        return value
+
+    def name_list(self, key, required=False):
+        """Comma-separated names; None when absent and not required."""
+        value = self.text(key, None, required)
+        if value is None:
+            return None
+        names = [name.strip() for name in value.split(",")]
+        if not all(names):
+            self.fail(key, f"empty item in {value!r}")
+        return names
+
+    def extra(self):
+        """Every key not read so far, typed, in ini order."""
+        return tuple((key, typed_scalar(value)) for key, value in self.items.items() if key not in self.used)
+
+
+def _local_path(written, ini_dir):
+    return os.path.normpath(os.path.join(ini_dir, os.path.expanduser(written)))
+
+
+def _parse_process(section, ini_dir):
+    lr = section.number("lr", required=True)
+    if not math.isfinite(lr) or lr < 0:
+        section.fail("lr", f"must be a finite number >= 0, got {lr}")
+    data_scheme = section.name_list("data_scheme", required=True)
+    pipeline_scheme = section.name_list("pipeline_scheme", required=True)
+    _check_schemes(section, data_scheme, pipeline_scheme)
+    loss_class = section.identifier("class_loss_function")
+    loss_path = section.text("path_to_class_loss_function")
+    if (loss_class is None) != (loss_path is None):
+        missing = "path_to_class_loss_function" if loss_path is None else "class_loss_function"
+        section.fail(missing, "class_loss_function and path_to_class_loss_function go together; this one is missing")
+    loss_file = None
+    if loss_path is not None:
+        loss_file = resolve_file(loss_path, ini_dir, section.place("path_to_class_loss_function"))
+        check_class(loss_file, loss_class, section.place("class_loss_function"))
+    process = Process(
+        lr=lr,
+        epochs=section.integer("epochs", minimum=1, required=True),
+        data_scheme=tuple(data_scheme),
+        pipeline_scheme=tuple(pipeline_scheme),
+        run_files_path=_local_path(section.text("run_files_path", ".runs"), ini_dir),
+        loss_function=section.identifier("loss_function", "MSELoss"),
+        class_loss_function=loss_class,
+        path_to_class_loss_function=loss_file,
+        optimizer=section.identifier("optimizer", "Adam"),
+        seed=section.integer("seed", 0),
+        checkpoint_every=section.integer("checkpoint_every", None, minimum=0),
+        extra=section.extra(),
+    )
+    loss_in_ini = os.path.normpath(loss_path) if loss_path is not None else None
+    return process, loss_in_ini
+
+
+def _check_schemes(section, data_scheme, pipeline_scheme):
+    seen = {}
+    for key, scheme in (("data_scheme", data_scheme), ("pipeline_scheme", pipeline_scheme)):
+        for type_name in scheme:
+            if type_name in seen:
+                section.fail(key, f"type {type_name!r} is listed twice (also in {seen[type_name]})")
+            seen[type_name] = key
+
+
+def _parse_monitor(section, ini_dir):
+    return Monitor(
+        need_gpu=section.boolean("need_gpu", False),
+        gpu_available=_gpu_list(section),
+        nb_processus=_optional_count(section, "nb_processus"),
+        multiplicity=section.integer("multiplicity", 1, minimum=1),
+        cache_database_path=_local_path(section.text("cache_database_path", "./cache.db"), ini_dir),
+        cache_size=_cache_size(section),
+        extra=section.extra(),
+    )
+
+
+def _gpu_list(section):
+    """'cuda:0, cuda:1' -> ('cuda:0', 'cuda:1'); None when absent or 'None'. Spaces also separate."""
+    if section.items.get("gpu_available", "").strip() == "None":
+        section.used.add("gpu_available")
+        return None
+    names = section.name_list("gpu_available")
+    return None if names is None else tuple(part for name in names for part in name.split())
+
+
+def _optional_count(section, key):
+    if section.items.get(key, "").strip() == "None":
+        section.used.add(key)
+        return None
+    return section.integer(key, None, minimum=1)
+
+
+def _cache_size(section):
+    value = section.text("cache_size", "1G")
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        section.fail("cache_size", str(error))
+
+
+def _parse_class_section(section, ini_dir, scheme_types):
+    """Expand one class section into its Module variants, in grid order (first key outermost)."""
+    type_name = section.text("type", required=True)
+    if type_name not in scheme_types:
+        section.fail("type", f"type {type_name!r} is in neither data_scheme nor pipeline_scheme")
+    section.text("class", required=True)
+    path_written = section.text("path_to_class", required=True)
+    path = resolve_file(path_written, ini_dir, section.place("path_to_class"))
+    template = section.text("key", DEFAULT_KEY_TEMPLATE)
+
+    grid_keys = [key for key in section.items if key == "class" or key not in RESERVED_KEYS]
+    grid = [parse_values(section.items[key], section.place(key)) for key in grid_keys]
+    class_index = grid_keys.index("class")
+    for class_name in grid[class_index]:
+        if not isinstance(class_name, str) or not class_name.isidentifier():
+            section.fail("class", f"not a valid class name: {class_name!r}")
+        check_class(path, class_name, section.place("class"))
+    key_parts = _parse_key_template(template, section, grid_keys)
+
+    modules = []
+    for combination in itertools.product(*grid):
+        params = tuple((k, v) for k, v in zip(grid_keys, combination) if k not in RESERVED_KEYS)
+        class_name = combination[class_index]
+        fields = {"section": section.name, "type": type_name, "class": class_name, **dict(params)}
+        modules.append(
+            Module(
+                section=section.name,
+                type=type_name,
+                class_name=class_name,
+                path=path,
+                path_in_ini=os.path.normpath(path_written),
+                key_template=template,
+                key=_render_key(key_parts, fields),
+                params=params,
+            )
+        )
+    return type_name, modules
+
+
+def _parse_key_template(template, section, param_names):
+    """Split a key template into literal text and {name} placeholders: [(is_placeholder, text), ...]."""
+    known = {"class", "type", "section", *param_names}
+    parts = []
+    for piece in re.split(r"(\{[^{}]*\})", template):
+        if piece.startswith("{") and piece.endswith("}") and len(piece) > 1:
+            name = piece[1:-1].strip()
+            if name not in known:
+                known_names = ", ".join(sorted(known))
+                section.fail("key", f"unknown placeholder {piece!r} in {template!r} (known: {known_names})")
+            parts.append((True, name))
+        elif "{" in piece or "}" in piece:
+            section.fail("key", f"unbalanced braces in {template!r}")
+        elif piece:
+            parts.append((False, piece))
+    return parts
+
+
+def _render_key(parts, fields):
+    return "".join(format_value(fields[text]) if is_placeholder else text for is_placeholder, text in parts)
+
+
+
+
+def load_experiment(ini_path):
+    """Parse, validate and expand an ini file into an Experiment; errors are one-line MosaicErrors."""
+    shown = str(ini_path)
+    absolute = os.path.abspath(shown)
+    ini_dir = os.path.dirname(absolute)
+    parser = _read_ini(shown)
+    if not parser.has_section("PROCESS"):
+        raise MosaicError(f"{shown}: missing required section [PROCESS]")
+    process, loss_in_ini = _parse_process(_Section(shown, parser, "PROCESS"), ini_dir)
+    monitor = _parse_monitor(_Section(shown, parser, "MONITOR"), ini_dir)
+
+    scheme = process.data_scheme + process.pipeline_scheme
+    variants_by_type = {type_name: [] for type_name in scheme}
+    for name in parser.sections():
+        if name not in ("PROCESS", "MONITOR"):
+            type_name, modules = _parse_class_section(_Section(shown, parser, name), ini_dir, variants_by_type)
+            variants_by_type[type_name].extend(modules)
+    for key, types in (("data_scheme", process.data_scheme), ("pipeline_scheme", process.pipeline_scheme)):
+        for type_name in types:
+            if not variants_by_type[type_name]:
+                raise MosaicError(f"{where(shown, 'PROCESS', key)}: no section has type {type_name!r}")
+    module_json = {id(m): module_json_text(m) for variants in variants_by_type.values() for m in variants}
+    for variants in variants_by_type.values():
+        check_distinct_variants(variants, module_json, shown)
+
+    process_json = process_json_text(process, loss_in_ini)
+    runs = expand_runs(variants_by_type, module_json, process, monitor, process_json)
+    return Experiment(ini_path=absolute, process=process, monitor=monitor, runs=runs)

@@ -1,0 +1,109 @@
+"""The data model of an experiment: modules, runs, the [PROCESS] and [MONITOR] settings. Standard library only."""
+
+from dataclasses import dataclass, field
+
+
+def format_value(value):
+    """Render a typed value the way display() and key templates show it: 0.8, 1e-05, True, relu."""
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Module:
+    """One variant of one class section: a class and its parameter values."""
+
+    section: str
+    type: str
+    class_name: str
+    path: str
+    path_in_ini: str
+    key_template: str
+    key: str
+    params: tuple
+
+    def display(self):
+        """Class name and parameter values in ini order: 'mlp_funnel(4,3)'."""
+        return f"{self.class_name}({','.join(format_value(v) for _, v in self.params)})"
+
+    def param_dict(self):
+        """Parameters as a dict, name -> typed value."""
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: a pipeline of modules and a replicate index."""
+
+    run_id: int
+    run_hash: str
+    replicate: int
+    seed: int
+    modules: tuple
+    n_data: int
+    pipeline: str
+    dataset_key: str
+    model_key: str
+
+    @property
+    def data_modules(self):
+        return self.modules[: self.n_data]
+
+    @property
+    def model_modules(self):
+        return self.modules[self.n_data :]
+
+
+@dataclass(frozen=True)
+class Process:
+    """The [PROCESS] section."""
+
+    lr: float
+    epochs: int
+    data_scheme: tuple
+    pipeline_scheme: tuple
+    run_files_path: str
+    loss_function: str = "MSELoss"
+    class_loss_function: str | None = None
+    path_to_class_loss_function: str | None = None
+    optimizer: str = "Adam"
+    seed: int = 0
+    checkpoint_every: int | None = None  # None: every tenth of the epochs; 0: never
+    extra: tuple = ()
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """The [MONITOR] section."""
+
+    need_gpu: bool
+    gpu_available: tuple | None
+    nb_processus: int | None
+    multiplicity: int
+    cache_database_path: str
+    cache_size: int
+    extra: tuple = ()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A loaded ini file: its settings and its runs in order."""
+
+    ini_path: str
+    process: Process
+    monitor: Monitor
+    runs: tuple
+    _by_hash: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_by_hash", {run.run_hash: run for run in self.runs})
+
+    def run_by_hash(self, run_hash):
+        """The run with this content id; KeyError if there is none."""
+        return self._by_hash[run_hash]
+
+    def class_files(self, run):
+        """Absolute paths of the class files a run depends on (loss class included), without duplicates."""
+        paths = [module.path for module in run.modules]
+        if self.process.path_to_class_loss_function:
+            paths.append(self.process.path_to_class_loss_function)
+        return list(dict.fromkeys(paths))
