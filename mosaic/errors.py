@@ -1,8 +1,7 @@
-"""The one exception type users see: a one-line message naming file, section and key, or the run."""
+"""The errors users see: each type carries its fields and formats one line, 'PLACE: what went wrong'.
 
-
-class MosaicError(Exception):
-    """A user-facing error; str(error) is a single line."""
+The command line maps each type to an exit status in one table (mosaic/ops/cli.py, EXIT_CODES).
+"""
 
 
 def where(path, section=None, key=None):
@@ -13,3 +12,84 @@ def where(path, section=None, key=None):
         if key is not None:
             text += f" {key}"
     return text
+
+
+class MosaicError(Exception):
+    """A user-facing error; str(error) is a single line: '<place>: <message>', or the message alone."""
+
+    def __init__(self, message):
+        self.message = str(message)
+        super().__init__(self.message)
+
+    def place(self):
+        """Where the error is (a file, a section and key, a run), or None; subclasses say."""
+        return None
+
+    def __str__(self):
+        text = " ".join(line.strip() for line in self.message.splitlines() if line.strip())
+        place = self.place()
+        return f"{place}: {text}" if place else text
+
+
+class UsageError(MosaicError):
+    """A command used wrongly: a bad option value, a selection matching nothing, an output that is an input."""
+
+
+class ConfigError(MosaicError):
+    """A bad experiment file (ini, config.yaml): the file, and the section and key when known."""
+
+    def __init__(self, path, message, section=None, key=None):
+        self.path, self.section, self.key = path, section, key
+        super().__init__(message)
+
+    def place(self):
+        return where(self.path, self.section, self.key)
+
+
+class UserClassError(MosaicError):
+    """A user's class file that cannot be read, parsed or used: the file, and the class when known."""
+
+    def __init__(self, path, message, class_name=None):
+        self.path, self.class_name = path, class_name
+        super().__init__(message)
+
+    def place(self):
+        return str(self.path)
+
+
+class DatabaseError(MosaicError):
+    """A database file that is missing, not a Mosaic database, or cannot be written."""
+
+    def __init__(self, path, message):
+        self.path = path
+        super().__init__(message)
+
+    def place(self):
+        return str(self.path)
+
+
+class RunError(MosaicError):
+    """Runs that failed, or the workflow engine failing; run_ids names the runs (may be empty)."""
+
+    def __init__(self, message, run_ids=()):
+        self.run_ids = tuple(run_ids)
+        super().__init__(message)
+
+
+class BusyError(MosaicError):
+    """Another process works on the same files (a folder's experiment, a run being trained)."""
+
+    def __init__(self, path, message):
+        self.path = path
+        super().__init__(message)
+
+    def place(self):
+        return str(self.path)
+
+
+class PausedError(MosaicError):
+    """The experiment was paused before every run was trained; remaining counts the runs left."""
+
+    def __init__(self, remaining, message):
+        self.remaining = remaining
+        super().__init__(message)

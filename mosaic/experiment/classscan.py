@@ -7,7 +7,7 @@ import ast
 import functools
 import os
 
-from mosaic.errors import MosaicError
+from mosaic.errors import ConfigError, MosaicError, UserClassError
 
 _BLOCK_STATEMENTS = (ast.If, ast.Try, getattr(ast, "TryStar", ast.Try), ast.With)
 
@@ -22,7 +22,7 @@ def _top_level_names(path):
     try:
         stat = os.stat(path)
     except OSError as error:
-        raise MosaicError(f"{path}: cannot read: {error.strerror}") from None
+        raise UserClassError(path, f"cannot read: {error.strerror}") from None
     return _names_in_file(path, stat.st_mtime_ns, stat.st_size)
 
 
@@ -33,9 +33,9 @@ def _names_in_file(path, mtime_ns, size):
         with open(path, "rb") as handle:
             tree = ast.parse(handle.read(), filename=path)
     except SyntaxError as error:
-        raise MosaicError(f"{path}: line {error.lineno}: syntax error: {error.msg}") from None
+        raise UserClassError(path, f"line {error.lineno}: syntax error: {error.msg}") from None
     except (OSError, ValueError) as error:
-        raise MosaicError(f"{path}: cannot parse: {error}") from None
+        raise UserClassError(path, f"cannot parse: {error}") from None
     names, star = set(), False
     for node in _top_level_statements(tree.body):
         if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -77,18 +77,18 @@ def resolve_file(written, ini_dir, place):
     if os.path.isabs(written):
         if os.path.isfile(written):
             return os.path.realpath(written)
-        raise MosaicError(f"{place}: file not found: {written}")
+        raise ConfigError(place, f"file not found: {written}")
     tried = list(dict.fromkeys([os.path.normpath(os.path.join(ini_dir, written)), os.path.abspath(written)]))
     for candidate in tried:
         if os.path.isfile(candidate):
             return os.path.realpath(candidate)
-    raise MosaicError(f"{place}: file not found: tried {' and '.join(tried)}")
+    raise ConfigError(place, f"file not found: tried {' and '.join(tried)}")
 
 
 def check_class(path, class_name, place):
     try:
         found = find_class(path, class_name)
     except MosaicError as error:
-        raise MosaicError(f"{place}: {error}") from None
+        raise UserClassError(place, str(error), class_name) from None
     if not found:
-        raise MosaicError(f"{place}: no class {class_name!r} in {path}")
+        raise UserClassError(place, f"no class {class_name!r} in {path}", class_name)

@@ -8,7 +8,7 @@ import hashlib
 import itertools
 import json
 
-from mosaic.errors import MosaicError
+from mosaic.errors import ConfigError
 from mosaic.experiment.model import Run
 
 
@@ -47,8 +47,8 @@ def check_distinct_variants(variants, module_json, ini_path):
     for module in variants:
         other = seen.setdefault(module_json[id(module)], module)
         if other is not module:
-            raise MosaicError(
-                f"{ini_path}: [{other.section}] and [{module.section}] define the same variant "
+            raise ConfigError(
+                ini_path, f"[{other.section}] and [{module.section}] define the same variant "
                 f"{module.display()}; their runs would collide"
             )
 

@@ -6,7 +6,7 @@ import math
 import os
 import re
 
-from mosaic.errors import MosaicError, where
+from mosaic.errors import ConfigError, where
 from mosaic.experiment.classscan import check_class, resolve_file
 from mosaic.experiment.expand import check_distinct_variants, expand_runs, module_json_text, process_json_text
 from mosaic.experiment.model import Experiment, Module, Monitor, Process, format_value
@@ -30,26 +30,26 @@ def _read_ini(ini_path):
         with open(ini_path, encoding="utf-8") as handle:
             parser.read_file(handle, source=ini_path)
     except FileNotFoundError:
-        raise MosaicError(f"{ini_path}: file not found") from None
+        raise ConfigError(ini_path, "file not found") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise MosaicError(f"{ini_path}: cannot read: {error}") from None
+        raise ConfigError(ini_path, f"cannot read: {error}") from None
     except configparser.Error as error:
-        raise MosaicError(_ini_error_message(ini_path, error)) from None
+        raise _ini_error(ini_path, error) from None
     return parser
 
 
-def _ini_error_message(ini_path, error):
-    """One line for a configparser error, with the line number when there is one."""
+def _ini_error(ini_path, error):
+    """A one-line ConfigError for a configparser error, with the line number when there is one."""
     if isinstance(error, configparser.DuplicateOptionError):
-        return f"{where(ini_path, error.section, error.option)}: duplicate key (line {error.lineno})"
+        return ConfigError(ini_path, f"duplicate key (line {error.lineno})", error.section, error.option)
     if isinstance(error, configparser.DuplicateSectionError):
-        return f"{where(ini_path, error.section)}: duplicate section (line {error.lineno})"
+        return ConfigError(ini_path, f"duplicate section (line {error.lineno})", error.section)
     if isinstance(error, configparser.MissingSectionHeaderError):
-        return f"{ini_path}: line {error.lineno}: text before the first [section] header: {error.line!r}"
+        return ConfigError(ini_path, f"line {error.lineno}: text before the first [section] header: {error.line!r}")
     if isinstance(error, configparser.ParsingError):
         lineno, line = error.errors[0]
-        return f"{ini_path}: line {lineno}: cannot parse {line!r} (expected 'key = value')"
-    return f"{ini_path}: {' '.join(str(error).split())}"
+        return ConfigError(ini_path, f"line {lineno}: cannot parse {line!r} (expected 'key = value')")
+    return ConfigError(ini_path, " ".join(str(error).split()))
 
 
 class _Section:
@@ -65,7 +65,7 @@ class _Section:
         return where(self.ini_path, self.name, key)
 
     def fail(self, key, message):
-        raise MosaicError(f"{self.place(key)}: {message}")
+        raise ConfigError(self.ini_path, message, self.name, key)
 
     def text(self, key, default=None, required=False):
         self.used.add(key)
@@ -280,7 +280,7 @@ def load_experiment(ini_path):
     ini_dir = os.path.dirname(absolute)
     parser = _read_ini(shown)
     if not parser.has_section("PROCESS"):
-        raise MosaicError(f"{shown}: missing required section [PROCESS]")
+        raise ConfigError(shown, "missing required section [PROCESS]")
     process, loss_in_ini = _parse_process(_Section(shown, parser, "PROCESS"), ini_dir)
     monitor = _parse_monitor(_Section(shown, parser, "MONITOR"), ini_dir)
 
@@ -293,7 +293,7 @@ def load_experiment(ini_path):
     for key, types in (("data_scheme", process.data_scheme), ("pipeline_scheme", process.pipeline_scheme)):
         for type_name in types:
             if not variants_by_type[type_name]:
-                raise MosaicError(f"{where(shown, 'PROCESS', key)}: no section has type {type_name!r}")
+                raise ConfigError(shown, f"no section has type {type_name!r}", "PROCESS", key)
     module_json = {id(m): module_json_text(m) for variants in variants_by_type.values() for m in variants}
     for variants in variants_by_type.values():
         check_distinct_variants(variants, module_json, shown)

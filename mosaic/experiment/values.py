@@ -6,7 +6,7 @@
 import math
 import re
 
-from mosaic.errors import MosaicError
+from mosaic.errors import ConfigError
 
 MAX_RANGE_VALUES = 1_000_000  # a typo like {0-100000000} must fail, not exhaust memory
 
@@ -48,12 +48,12 @@ def _split_items(text, where):
             while i < size and text[i].isspace():
                 i += 1
             if i < size and text[i] != ",":
-                raise MosaicError(f"{where}: text after a closing quote in {text!r}")
+                raise ConfigError(where, f"text after a closing quote in {text!r}")
         else:
             i = _plain_item_end(text, start, where)
             item = text[start:i].strip()
             if not item:
-                raise MosaicError(f"{where}: empty item in {text!r} (write \"\" for an empty string)")
+                raise ConfigError(where, f"empty item in {text!r} (write \"\" for an empty string)")
             items.append((item, False))
         if i >= size:
             return items
@@ -63,7 +63,7 @@ def _split_items(text, where):
 def _quoted_item_end(text, start, where):
     end = text.find(text[start], start + 1)
     if end < 0:
-        raise MosaicError(f"{where}: unterminated quote in {text!r}")
+        raise ConfigError(where, f"unterminated quote in {text!r}")
     return end + 1
 
 
@@ -79,7 +79,7 @@ def _plain_item_end(text, start, where):
                 break
         i += 1
     if depth:
-        raise MosaicError(f"{where}: unbalanced braces in {text!r}")
+        raise ConfigError(where, f"unbalanced braces in {text!r}")
     return i
 
 
@@ -116,27 +116,27 @@ def _dedupe(values):
 def _parse_range(item, where):
     """Expand '{a-b}', '{a-b:s}', '{a..b}', '{a..b:s}' or '{a..b:logN}'."""
     if not (item.startswith("{") and item.endswith("}") and item.count("{") == 1):
-        raise MosaicError(f"{where}: malformed range {item!r} (a range must be a whole item, like {{2-5}})")
+        raise ConfigError(where, f"malformed range {item!r} (a range must be a whole item, like {{2-5}})")
     body = item[1:-1].strip()
     match = _DOT_RANGE.fullmatch(body) if ".." in body else _DASH_RANGE.fullmatch(body)
     if not match:
         hint = " (use {a..b} for negative or exponent bounds)" if ".." not in body else ""
-        raise MosaicError(f"{where}: malformed range {item!r}{hint}")
+        raise ConfigError(where, f"malformed range {item!r}{hint}")
     start, stop, step = _number(match["a"]), _number(match["b"]), match["step"]
     if start > stop:
-        raise MosaicError(f"{where}: empty range {item!r} (start is above end)")
+        raise ConfigError(where, f"empty range {item!r} (start is above end)")
     if step is None:
         if not (isinstance(start, int) and isinstance(stop, int)):
-            raise MosaicError(f"{where}: range {item!r} has non-integer bounds; give a step, like {{0.1-0.5:0.1}}")
+            raise ConfigError(where, f"range {item!r} has non-integer bounds; give a step, like {{0.1-0.5:0.1}}")
         return _stepped(start, stop, 1, item, where)
     log = _LOG_STEP.fullmatch(step)
     if log:
         return _log_spaced(start, stop, int(log[1]), item, where)
     if not FLOAT.fullmatch(step):
-        raise MosaicError(f"{where}: malformed step {step!r} in range {item!r}")
+        raise ConfigError(where, f"malformed step {step!r} in range {item!r}")
     step = _number(step)
     if step <= 0:
-        raise MosaicError(f"{where}: step must be positive in range {item!r}")
+        raise ConfigError(where, f"step must be positive in range {item!r}")
     return _stepped(start, stop, step, item, where)
 
 
@@ -153,7 +153,7 @@ def _stepped(start, stop, step, item, where):
     span = (stop - start) / step
     count = math.floor(span + 1e-9 * max(1.0, abs(span))) + 1
     if count > MAX_RANGE_VALUES:
-        raise MosaicError(f"{where}: range {item!r} gives {count} values (at most {MAX_RANGE_VALUES})")
+        raise ConfigError(where, f"range {item!r} gives {count} values (at most {MAX_RANGE_VALUES})")
     if all(isinstance(x, int) for x in (start, stop, step)):
         return list(range(start, stop + 1, step))
     return [_round(start + i * step) for i in range(count)]
@@ -161,9 +161,9 @@ def _stepped(start, stop, step, item, where):
 
 def _log_spaced(start, stop, count, item, where):
     if start <= 0:
-        raise MosaicError(f"{where}: log range {item!r} needs positive bounds")
+        raise ConfigError(where, f"log range {item!r} needs positive bounds")
     if not 2 <= count <= MAX_RANGE_VALUES:
-        raise MosaicError(f"{where}: log range {item!r} needs between 2 and {MAX_RANGE_VALUES} values")
+        raise ConfigError(where, f"log range {item!r} needs between 2 and {MAX_RANGE_VALUES} values")
     low, high = math.log(start), math.log(stop)
     inner = [_round(math.exp(low + (high - low) * i / (count - 1))) for i in range(1, count - 1)]
     return [float(start), *inner, float(stop)]

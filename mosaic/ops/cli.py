@@ -9,13 +9,25 @@ import functools
 import os
 import sys
 
-from mosaic.errors import MosaicError
+from mosaic.errors import BusyError, MosaicError, PausedError, RunError, UsageError
 
 COMMANDS = {}
 
+# The exit status of each kind of failure, most specific first. argparse's usage errors exit 2 too.
+EXIT_CODES = (
+    (RunError, 1),  # runs failed, or Snakemake did
+    (BusyError, 3),  # another process works in the same folder or run
+    (PausedError, 4),  # paused with runs left to train: mosaic_resume finishes them
+    (MosaicError, 2),  # bad input: usage, ini, class file, database
+)
+
+
+def exit_code(error):
+    return next(code for kind, code in EXIT_CODES if isinstance(error, kind))
+
 
 def command(function):
-    """Register a command; MosaicError becomes a one-line message and exit status 2."""
+    """Register a command; a MosaicError becomes a one-line message and the exit status of its type."""
     name = function.__name__
 
     @functools.wraps(function)
@@ -24,7 +36,7 @@ def command(function):
             return function(sys.argv[1:] if argv is None else argv)
         except MosaicError as error:
             print(f"{name}: {error}", file=sys.stderr)
-            return 2
+            return exit_code(error)
         except KeyboardInterrupt:
             print(f"{name}: interrupted", file=sys.stderr)
             return 130
@@ -145,7 +157,7 @@ def mosaic_plotloss(argv):
     parser.add_argument("-plot_size", type=int, default=3, help="K: panels per row and column")
     args = parser.parse_args(argv)
     if args.plot_size < 1:
-        raise MosaicError("-plot_size must be at least 1")
+        raise UsageError("-plot_size must be at least 1")
     from mosaic.results.database import open_db
     from mosaic.results.plots import plotloss
 
@@ -209,7 +221,7 @@ def mosaic_savedb(argv):
     if live and (os.path.abspath(args.output) == live
                  or (os.path.exists(args.output) and os.path.exists(live)
                      and os.path.samefile(args.output, live))):
-        raise MosaicError(f"{args.output} is the experiment's own database; give another path")
+        raise UsageError(f"{args.output} is the experiment's own database; give another path")
     experiment = load_experiment(state["ini"])
     build(experiment, args.output)
     print(f"{args.output} written ({len(experiment.runs)} runs)")
@@ -238,14 +250,14 @@ def mosaic_rerun(argv):
     if not (args.ids or args.status or args.param):
         parser.error("select runs with -id, -status or -param")
     if args.epochs is not None and args.epochs < 1:
-        raise MosaicError("-epochs must be at least 1")
+        raise UsageError("-epochs must be at least 1")
     from mosaic.experiment import load_experiment
     from mosaic.ops import launch, rerun
 
     experiment = load_experiment(args.ini)
     selected = rerun.select(experiment, args.ids, args.status, args.param)
     if not selected:
-        raise MosaicError("no run matches the selection")
+        raise UsageError("no run matches the selection")
     forced = rerun.prepare(experiment, selected, args.epochs)
     return launch.run_experiment(args.ini, args.database, args.plots or default_plots(args.database),
                                  cores=args.cores, profile=args.profile, forcerun=forced, selected=selected)
@@ -285,7 +297,7 @@ def mosaic_resume(argv):
 
     state = session.load()
     if state.get("database") is None:
-        raise MosaicError("no experiment was launched from this folder with mosaic_run")
+        raise UsageError("no experiment was launched from this folder with mosaic_run")
     return launch.run_experiment(state["ini"], state["database"], state["plots"],
                                  cores=state.get("cores"), profile=state.get("profile"))
 

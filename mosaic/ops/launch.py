@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from mosaic import runfiles
-from mosaic.errors import MosaicError
+from mosaic.errors import BusyError
 from mosaic.experiment import load_experiment
 from mosaic.ops import runner, session
 from mosaic.results.status import states_of
@@ -20,7 +20,7 @@ def hold_session_lock():
     os.makedirs(session.STATE_DIR, exist_ok=True)
     handle = runfiles.try_lock(os.path.join(session.STATE_DIR, "run.lock"))
     if handle is None:
-        raise MosaicError(f"another mosaic_run is running in {os.getcwd()}")
+        raise BusyError(os.getcwd(), "another mosaic_run is running in this folder")
     return handle
 
 

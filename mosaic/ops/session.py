@@ -6,7 +6,7 @@ mosaic_status, mosaic_savedb, mosaic_pause and mosaic_resume find the experiment
 import os
 
 from mosaic import runfiles
-from mosaic.errors import MosaicError
+from mosaic.errors import UsageError
 
 STATE_DIR = ".mosaic"
 STATE_FILE = os.path.join(STATE_DIR, "experiment.json")
@@ -38,7 +38,7 @@ def load(ini=None):
     default = default_ini()
     if default:
         return {"ini": default, "database": None, "plots": None, "workdir": os.getcwd()}
-    raise MosaicError(
+    raise UsageError(
         f"no experiment was launched from {os.getcwd()} (no {STATE_FILE}); give the ini file"
     )
 

@@ -16,12 +16,14 @@ from mosaic.ops.paths import PACKAGE
 
 
 def load_or_exit(ini):
-    """The experiment, or a one-line error and exit status 1 (no traceback) on bad input."""
+    """The experiment, or a one-line error (no traceback) and the command line's exit status for it."""
+    from mosaic.ops.cli import exit_code
+
     try:
         return load_experiment(ini)
     except MosaicError as error:
         print(f"mosaic: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exit_code(error))
 
 
 def export_environment():

@@ -22,7 +22,7 @@ import tempfile
 from contextlib import closing
 
 from mosaic import __version__
-from mosaic.errors import MosaicError
+from mosaic.errors import DatabaseError, MosaicError
 from mosaic.results.indicators import indicators
 from mosaic.runfiles import LOSSES, RunState, finite_or_none, read_losses, read_state, run_file
 
@@ -212,7 +212,7 @@ def _process_params(process):
 def open_db(path):
     """A connection to an existing Mosaic database; MosaicError when it is missing or not one."""
     if not os.path.isfile(path):
-        raise MosaicError(f"{path}: not a Mosaic database")
+        raise DatabaseError(path, "not a Mosaic database")
     db = sqlite3.connect(path)
     try:
         version = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
@@ -220,7 +220,7 @@ def open_db(path):
         version = None
     if version is None or version[0] != str(SCHEMA_VERSION):
         db.close()
-        raise MosaicError(f"{path}: not a Mosaic database")
+        raise DatabaseError(path, "not a Mosaic database")
     return db
 
 

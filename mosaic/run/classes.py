@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from mosaic.errors import MosaicError
+from mosaic.errors import UserClassError
 
 
 def module_name(path):
@@ -23,7 +23,7 @@ def load_file(path):
     if name in sys.modules:
         return sys.modules[name]
     if not os.path.isfile(path):
-        raise MosaicError(f"{path}: class file not found")
+        raise UserClassError(path, "class file not found")
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # registered first: pickling and dataclasses look it up
@@ -40,7 +40,7 @@ def load_class(path, class_name):
     try:
         return getattr(module, class_name)
     except AttributeError:
-        raise MosaicError(f"{path}: no class '{class_name}'") from None
+        raise UserClassError(path, f"no class '{class_name}'", class_name) from None
 
 
 def construct(cls, section_params, run_info, label):
@@ -58,8 +58,8 @@ def construct(cls, section_params, run_info, label):
             kwargs[param.name] = run_info[param.name]
         elif param.default is param.empty:
             known = sorted(set(section_params) | set(run_info))
-            raise MosaicError(
-                f"{label}: constructor argument '{param.name}' is neither in its section nor in"
+            raise UserClassError(
+                label, f"constructor argument '{param.name}' is neither in its section nor in"
                 f" run_info (known: {', '.join(known)})"
             )
     if takes_extra:
