@@ -70,7 +70,8 @@ def add_selectors(parser, required=False):
 
 
 def selected_ids(database, args):
-    from mosaic.results.database import parse_ids, select_run_ids
+    from mosaic.results.database import select_run_ids
+    from mosaic.results.selection import parse_ids
 
     ids = parse_ids(args.ids) if args.ids else None
     return select_run_ids(database, ids=ids, status=args.status,

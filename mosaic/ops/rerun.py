@@ -4,42 +4,15 @@ import os
 
 from mosaic import runfiles
 from mosaic.ops.workflow_helpers import relative
-from mosaic.results.database import parse_ids
+from mosaic.results.selection import parse_ids, select_runs
 from mosaic.results.status import states_of
-
-
-def same_value(value, text):
-    """A parameter equals a command-line value: numbers numerically, the rest as text."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value) == text
-    try:
-        return float(text) == value
-    except ValueError:
-        return False
-
-
-def has_param(run, name, text):
-    for module in run.modules:
-        for key, value in (*module.params, ("class", module.class_name), ("key", module.key)):
-            if name in (key, f"{module.type}.{key}") and same_value(value, text):
-                return True
-    return False
 
 
 def select(experiment, ids=None, status=None, param=None):
     """The runs matching every selector given (ids of the current ini, live status, a parameter)."""
     wanted = parse_ids(ids) if ids else None
-    states = states_of(experiment) if status else {}
-    selected = []
-    for run in experiment.runs:
-        if wanted is not None and run.run_id not in wanted:
-            continue
-        if status and states[run.run_hash].status != status:
-            continue
-        if param and not has_param(run, param[0], param[1]):
-            continue
-        selected.append(run)
-    return selected
+    states = states_of(experiment) if status else None
+    return select_runs(experiment, ids=wanted, status=status, param=param, states=states)
 
 
 def prepare(experiment, runs, epochs=None):

@@ -22,8 +22,16 @@ import tempfile
 from contextlib import closing
 
 from mosaic import __version__
-from mosaic.errors import DatabaseError, MosaicError
+from mosaic.errors import DatabaseError
 from mosaic.results.indicators import indicators
+from mosaic.results.selection import (  # noqa: F401 (PROCESS_TYPE, parse_ids: kept for importers)
+    PROCESS_TYPE,
+    check_status,
+    module_rows,
+    parse_ids,
+    process_rows,
+    row_matches,
+)
 from mosaic.runfiles import LOSSES, RunState, finite_or_none, read_losses, read_state, run_file
 
 SCHEMA_VERSION = 1
@@ -73,10 +81,6 @@ RUN_COLUMNS = (
     " overfit trainability slope duration_s error diverged device dataset_key model_key"
 ).split()
 
-PROCESS_TYPE = "PROCESS"
-PROCESS_FIELDS = (
-    "lr", "epochs", "loss_function", "class_loss_function", "optimizer", "seed", "data_scheme", "pipeline_scheme"
-)
 
 
 # ---------------------------------------------------------------- building
@@ -106,14 +110,14 @@ def build(experiment, db_path):
 def _fill(db, experiment):
     db.executescript(SCHEMA)
     process = experiment.process
-    process_rows = _process_params(process)
+    shared_rows = process_rows(process)
     insert_run = f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
     for run in experiment.runs:
         state, losses = _read_run(process.run_files_path, run.run_hash)
         db.execute(insert_run, _run_row(run, state, losses))
         db.executemany(
             "INSERT INTO params VALUES (?, ?, ?, ?)",
-            [(run.run_id, *row) for row in _module_params(run) + process_rows],
+            [(run.run_id, *row) for row in module_rows(run) + shared_rows],
         )
         db.executemany(
             "INSERT INTO losses VALUES (?, ?, ?, ?, ?)",
@@ -176,36 +180,6 @@ def _run_row(run, state, losses):
     return tuple(row.values())
 
 
-def _sql_value(value):
-    """A parameter value as SQLite stores it: int, float or text (booleans as 'True'/'False')."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return str(value)
-    return value
-
-
-def _module_params(run):
-    rows = []
-    for module in run.modules:
-        rows.append((module.type, "section", module.section))
-        rows.append((module.type, "class", module.class_name))
-        rows.append((module.type, "key", module.key))
-        rows += [(module.type, name, _sql_value(value)) for name, value in module.params]
-    return rows
-
-
-def _process_params(process):
-    rows = []
-    for name in PROCESS_FIELDS:
-        value = getattr(process, name, None)
-        if value is None:
-            continue
-        if isinstance(value, (tuple, list)):
-            value = ",".join(value)
-        rows.append((PROCESS_TYPE, name, _sql_value(value)))
-    rows += [(PROCESS_TYPE, name, _sql_value(value)) for name, value in process.extra]
-    return rows
-
-
 # ---------------------------------------------------------------- reading
 
 
@@ -224,59 +198,19 @@ def open_db(path):
     return db
 
 
-def parse_ids(text):
-    """Run ids from 'all' (None: every run), '5', '1-3,7' or '1-3, 7' (a set of ints)."""
-    if text.strip().lower() == "all":
-        return None
-    ids = set()
-    for item in text.split(","):
-        first, dash, last = (part.strip() for part in item.partition("-"))
-        if not first.isdigit() or (dash and not last.isdigit()):
-            raise MosaicError(f"bad run ids '{text}': expected 'all', '5', '1-3' or '1-3,7'")
-        first, last = int(first), int(last) if dash else int(first)
-        if last < first:
-            raise MosaicError(f"bad run ids '{text}': range {first}-{last} is empty")
-        ids.update(range(first, last + 1))
-    return ids
-
-
-def _as_number(text):
-    """The number that `text` spells (int or float), or None."""
-    for kind in (int, float):
-        try:
-            number = kind(text)
-        except ValueError:
-            continue
-        return number if math.isfinite(number) else None
-    return None
-
-
 def select_run_ids(db_path, ids=None, status=None, param=None):
-    """Sorted run ids that are in `ids` (any iterable; None: any), have `status` and the parameter `param`.
-
-    param = (NAME, VALUE): NAME is a parameter name ('width') or qualified by its module type
-    ('mlp.width'); VALUE matches numerically when it spells a number ('3' matches 3 and 3.0), else as text.
-    """
-    query = "SELECT run_id FROM runs WHERE 1"
-    args = []
-    if status is not None:
-        query += " AND status = ?"
-        args.append(status)
-    if param is not None:
-        name, value = param
-        module_type, _, short_name = str(name).partition(".")
-        values = [str(value)]
-        number = _as_number(str(value))
-        if number is not None:
-            values.append(number)
-        query += (
-            " AND run_id IN (SELECT run_id FROM params"
-            " WHERE (name = ? OR (module_type = ? AND name = ?))"
-            f" AND value IN ({', '.join('?' * len(values))}))"
-        )
-        args += [name, module_type, short_name, *values]
+    """Sorted run ids that are in `ids` (any iterable; None: any), have `status` and the parameter
+    `param` = (NAME, VALUE), matched as mosaic/results/selection.py says (as mosaic_rerun does)."""
+    check_status(status)
+    query = "SELECT run_id FROM runs" + (" WHERE status = ?" if status is not None else "")
     with closing(open_db(db_path)) as db:
-        found = [run_id for (run_id,) in db.execute(query + " ORDER BY run_id", args)]
+        found = [run_id for (run_id,) in db.execute(query + " ORDER BY run_id", [status] if status else [])]
+        if param is not None:
+            name = str(param[0])
+            rows = db.execute("SELECT run_id, module_type, name, value FROM params WHERE name IN (?, ?)",
+                              (name, name.rpartition(".")[2]))
+            matching = {run_id for run_id, *row in rows if row_matches(row, name, param[1])}
+            found = [run_id for run_id in found if run_id in matching]
     if ids is not None:
         ids = set(ids)
         found = [run_id for run_id in found if run_id in ids]
