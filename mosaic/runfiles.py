@@ -12,6 +12,7 @@ Layout, per run (folder named by the run's content hash):
 No torch import here: status and the database read these files.
 """
 
+import contextlib
 import fcntl
 import json
 import math
@@ -38,14 +39,35 @@ def run_file(run_files_path, run_hash, name):
     return os.path.join(run_files_path, run_hash, name)
 
 
+@contextlib.contextmanager
+def replacing(path):
+    """A temporary path next to `path`: what the block writes there replaces `path` when the block
+    ends (synced to disk first), so that readers see the old or the new file, never a half-written
+    one; if the block raises, the temporary file is removed and `path` is untouched.
+
+    The temporary file is created empty with mode 0666 less the user's umask, as any output is (SQLite
+    alone would create 0644, a plain temporary file 0600), so that a team sharing a folder can read it.
+    """
+    tmp = f"{path}.tmp{os.getpid()}-{os.urandom(3).hex()}"
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
 def write_atomic(path, text):
-    """Write a file so that readers see the old or the new content, never a half-written one."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as handle:
+    """Write a text file so that readers see the old or the new content, never a half-written one."""
+    with replacing(path) as tmp, open(tmp, "w") as handle:
         handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def write_json(path, data):

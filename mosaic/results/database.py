@@ -18,7 +18,6 @@ import datetime
 import math
 import os
 import sqlite3
-import tempfile
 from contextlib import closing
 
 from mosaic import __version__
@@ -32,7 +31,7 @@ from mosaic.results.selection import (  # noqa: F401 (PROCESS_TYPE, parse_ids: k
     process_rows,
     row_matches,
 )
-from mosaic.runfiles import LOSSES, RunState, finite_or_none, read_losses, read_state, run_file
+from mosaic.runfiles import LOSSES, RunState, finite_or_none, read_losses, read_state, replacing, run_file
 
 SCHEMA_VERSION = 1
 
@@ -90,21 +89,12 @@ def build(experiment, db_path):
     """Build the database of `experiment` at `db_path` from its run files; replaces the old one atomically."""
     folder = os.path.dirname(os.path.abspath(db_path))
     os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=".mosaic-db-", suffix=".tmp", dir=folder)
-    os.close(handle)
-    try:
-        with closing(sqlite3.connect(tmp_path)) as db:
-            # The temporary file is worthless until renamed: no journal, no syncs while filling it.
-            db.execute("PRAGMA journal_mode = OFF")
-            db.execute("PRAGMA synchronous = OFF")
-            with db:
-                _fill(db, experiment)
-        with open(tmp_path, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp_path, db_path)
-    except BaseException:
-        os.remove(tmp_path)
-        raise
+    with replacing(db_path) as tmp_path, closing(sqlite3.connect(tmp_path)) as db:
+        # The temporary file is worthless until renamed: no journal, no syncs while filling it.
+        db.execute("PRAGMA journal_mode = OFF")
+        db.execute("PRAGMA synchronous = OFF")
+        with db:
+            _fill(db, experiment)
 
 
 def _fill(db, experiment):

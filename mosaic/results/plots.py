@@ -12,6 +12,7 @@ from collections import defaultdict
 from contextlib import closing
 
 from mosaic.results.database import PROCESS_TYPE, open_db, select_run_ids
+from mosaic.runfiles import replacing
 from mosaic.errors import MosaicError
 
 # metaplot VALUE -> runs column; the aliases are the original's and the spec's spellings.
@@ -156,14 +157,8 @@ def _use_log_scale(values):
 
 def _write_atomic(path, save):
     """Call save(tmp_path), then move the file onto `path`: no half-written plot is left behind."""
-    tmp_path = f"{path}.tmp{os.getpid()}"
-    try:
+    with replacing(path) as tmp_path:
         save(tmp_path)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
 
 
 def _nan_for_none(values):
