@@ -35,30 +35,8 @@ class UsageError(MosaicError):
     """A command used wrongly: a bad option value, a selection matching nothing, an output that is an input."""
 
 
-class ConfigError(MosaicError):
-    """A bad experiment file (ini, config.yaml): the file, and the section and key when known."""
-
-    def __init__(self, path, message, section=None, key=None):
-        self.path, self.section, self.key = path, section, key
-        super().__init__(message)
-
-    def place(self):
-        return where(self.path, self.section, self.key)
-
-
-class UserClassError(MosaicError):
-    """A user's class file that cannot be read, parsed or used: the file, and the class when known."""
-
-    def __init__(self, path, message, class_name=None):
-        self.path, self.class_name = path, class_name
-        super().__init__(message)
-
-    def place(self):
-        return str(self.path)
-
-
-class DatabaseError(MosaicError):
-    """A database file that is missing, not a Mosaic database, or cannot be written."""
+class FileError(MosaicError):
+    """An error about one file or folder, named first in the message."""
 
     def __init__(self, path, message):
         self.path = path
@@ -66,6 +44,33 @@ class DatabaseError(MosaicError):
 
     def place(self):
         return str(self.path)
+
+
+class ConfigError(FileError):
+    """A bad experiment file (ini, config.yaml): the file, and the section and key when known."""
+
+    def __init__(self, path, message, section=None, key=None):
+        self.section, self.key = section, key
+        super().__init__(path, message)
+
+    def place(self):
+        return where(self.path, self.section, self.key)
+
+
+class UserClassError(FileError):
+    """A user's class file that cannot be read, parsed or used: the file, and the class when known."""
+
+    def __init__(self, path, message, class_name=None):
+        self.class_name = class_name
+        super().__init__(path, message)
+
+
+class DatabaseError(FileError):
+    """A database file that is missing, not a Mosaic database, or cannot be written."""
+
+
+class BusyError(FileError):
+    """Another process works on the same files (a folder's experiment, a run being trained)."""
 
 
 class RunError(MosaicError):
@@ -74,17 +79,6 @@ class RunError(MosaicError):
     def __init__(self, message, run_ids=()):
         self.run_ids = tuple(run_ids)
         super().__init__(message)
-
-
-class BusyError(MosaicError):
-    """Another process works on the same files (a folder's experiment, a run being trained)."""
-
-    def __init__(self, path, message):
-        self.path = path
-        super().__init__(message)
-
-    def place(self):
-        return str(self.path)
 
 
 class PausedError(MosaicError):
