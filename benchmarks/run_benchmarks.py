@@ -504,7 +504,7 @@ def dry_run(ini, folder):
 
 def bench_expand(args, work):
     from mosaic.experiment import load_experiment
-    from mosaic.ops.runner import Watcher
+    from mosaic.ops.progress import Progress
     from mosaic.results import database, status
 
     sizes = [24, 1000] if args.quick else args.sizes
@@ -528,12 +528,13 @@ def bench_expand(args, work):
         _, train_jobs, total_jobs = dries[0]
 
         experiment = load_experiment(ini)
-        watcher = Watcher(experiment, experiment.runs, say=lambda line: None)
-        poll_pending, _ = timed(watcher.poll)
+        # mosaic_run's progress display: events from Snakemake, no per-run polling (one refresh a second)
+        watcher = Progress(experiment, experiment.runs, slots=1)
+        poll_pending, _ = timed(watcher.summary)
         write_s, _ = timed(write_synthetic_runs, experiment, db_epochs)
         # a new watcher: the files are older than it, as those of runs done before a mosaic_run
-        watcher = Watcher(experiment, experiment.runs, say=lambda line: None)
-        poll_done, _ = timed(watcher.poll)
+        watcher = Progress(experiment, experiment.runs, slots=1)
+        poll_done, _ = timed(watcher.summary)
         db_s, _ = timed(database.build, experiment, os.path.join(folder, "synthetic.db"))
         status_s, _ = timed(lambda e: status.render(e, status.states_of(e)), experiment)
 

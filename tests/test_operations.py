@@ -190,7 +190,8 @@ def test_pause_then_resume_and_ctrl_c(tmp_path):
     wait_until(lambda: section(status(exp), "Running"))
     exp.command("mosaic_pause", check=0)
     output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0 and "paused" in output, output
+    # Paused with runs left: a distinct exit status, and how many remain.
+    assert process.returncode == 4 and "paused; 3 runs remain" in output, output
     states = [s for (s,) in exp.query("SELECT status FROM runs", None)] if exp.db.exists() else []
     done_after_pause = len(section(status(exp), "Done"))
     assert done_after_pause == 1, (output, states)

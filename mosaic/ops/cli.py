@@ -61,7 +61,7 @@ def default_plots(database):
     return f"{stem}_plots"
 
 
-def add_selectors(parser, required=False):
+def add_selectors(parser):
     """-id / -status / -param, shared by mosaic_rerun and mosaic_plotloss."""
     parser.add_argument("-id", dest="ids", help="'all', '5', '1-3,7'")
     parser.add_argument("-status", help="runs with this status (done, error, running, pending)")
@@ -95,10 +95,19 @@ def mosaic_run(argv):
     parser.add_argument("-n", "--dry-run", action="store_true", help="show the jobs, run nothing")
     own, extra = split_extra(argv)
     args = parser.parse_args(own)
-    from mosaic.ops import launch
+    from mosaic.ops import runner
 
-    return launch.run_experiment(args.ini, args.database, plots=args.plots or default_plots(args.database),
-                                 cores=args.cores, profile=args.profile, dry_run=args.dry_run, extra=extra)
+    plan = runner.Plan(args.ini, args.database, args.plots or default_plots(args.database), cores=args.cores,
+                       profile=args.profile, dry_run=args.dry_run, extra=tuple(extra))
+    return exit_status(runner.run(plan))
+
+
+def exit_status(outcome):
+    """0 when every run asked for is done; else the outcome's error, raised for `command` to report."""
+    error = outcome.error()
+    if error is not None:
+        raise error
+    return 0
 
 
 def split_extra(argv):
@@ -118,7 +127,10 @@ def mosaic_generate(argv):
     import json
 
     from mosaic.experiment import load_experiment
+    from mosaic.ops.runner import refuse_overwriting
+    from mosaic.runfiles import write_atomic
 
+    refuse_overwriting(args.output, [args.ini])
     experiment = load_experiment(args.ini)
     runs = [
         {
@@ -137,8 +149,10 @@ def mosaic_generate(argv):
         }
         for run in experiment.runs
     ]
-    with open(args.output, "w") as handle:
-        json.dump(runs, handle, indent=2)
+    try:
+        write_atomic(args.output, json.dumps(runs, indent=2))
+    except OSError as error:
+        raise UsageError(f"{args.output}: cannot write: {error.strerror}") from None
     print(f"{len(runs)} runs written to {args.output}")
     return 0
 
@@ -159,9 +173,11 @@ def mosaic_plotloss(argv):
     args = parser.parse_args(argv)
     if args.plot_size < 1:
         raise UsageError("-plot_size must be at least 1")
+    from mosaic.ops.runner import refuse_overwriting
     from mosaic.results.database import open_db
     from mosaic.results.plots import plotloss
 
+    refuse_overwriting(args.output, [args.database])
     open_db(args.database).close()
     drawn = plotloss(args.database, args.output, ids=selected_ids(args.database, args), plot_size=args.plot_size)
     print(f"{drawn} runs drawn in {args.output}")
@@ -179,9 +195,11 @@ def mosaic_metaplot(argv):
     parser.add_argument("dataset")
     parser.add_argument("value")
     args = parser.parse_args(argv)
+    from mosaic.ops.runner import refuse_overwriting
     from mosaic.results.database import open_db
     from mosaic.results.plots import metaplot
 
+    refuse_overwriting(args.output, [args.database])
     open_db(args.database).close()
     metaplot(args.database, args.output, args.dataset, args.value)
     print(f"{args.output} written")
@@ -215,14 +233,14 @@ def mosaic_savedb(argv):
     args = parser.parse_args(argv)
     from mosaic.experiment import load_experiment
     from mosaic.ops import session
+    from mosaic.ops.runner import refuse_overwriting, same_file
     from mosaic.results.database import build
 
     state = session.load(args.ini)
     live = state.get("database")
-    if live and (os.path.abspath(args.output) == live
-                 or (os.path.exists(args.output) and os.path.exists(live)
-                     and os.path.samefile(args.output, live))):
+    if live and same_file(args.output, live):
         raise UsageError(f"{args.output} is the experiment's own database; give another path")
+    refuse_overwriting(args.output, [state["ini"]])
     experiment = load_experiment(state["ini"])
     build(experiment, args.output)
     print(f"{args.output} written ({len(experiment.runs)} runs)")
@@ -253,15 +271,20 @@ def mosaic_rerun(argv):
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("-epochs must be at least 1")
     from mosaic.experiment import load_experiment
-    from mosaic.ops import launch, rerun
+    from mosaic.ops import rerun, runner, session
 
     experiment = load_experiment(args.ini)
     selected = rerun.select(experiment, args.ids, args.status, args.param)
     if not selected:
         raise UsageError("no run matches the selection")
-    forced = rerun.prepare(experiment, selected, args.epochs)
-    return launch.run_experiment(args.ini, args.database, args.plots or default_plots(args.database),
-                                 cores=args.cores, profile=args.profile, forcerun=forced, selected=selected)
+    plan = runner.Plan(
+        args.ini, args.database, args.plots or default_plots(args.database),
+        cores=args.cores or session.saved(args.ini, "cores"),
+        profile=args.profile or session.saved(args.ini, "profile"),
+        retrain=tuple(selected),
+        prepare=lambda experiment: rerun.prepare(experiment, selected, args.epochs),  # under the folder's lock
+    )
+    return exit_status(runner.run(plan))
 
 
 @command
@@ -272,10 +295,12 @@ def mosaic_rekey(argv):
     parser.add_argument("database")
     parser.add_argument("--plots", help="folder of the plots (default: <database>_plots)")
     args = parser.parse_args(argv)
-    from mosaic.ops import launch
+    from mosaic.ops import runner, session
 
-    return launch.run_experiment(args.ini, args.database, args.plots or default_plots(args.database),
-                                 partial=True, forcerun=["database"])
+    plan = runner.Plan(args.ini, args.database, args.plots or default_plots(args.database),
+                       cores=session.saved(args.ini, "cores"), profile=session.saved(args.ini, "profile"),
+                       rebuild_only=True)
+    return exit_status(runner.run(plan))
 
 
 @command
@@ -283,10 +308,11 @@ def mosaic_pause(argv):
     """Pause the experiment launched from this folder: no new run starts, the running ones
     finish, then mosaic_run exits. mosaic_resume (or mosaic_run) finishes the rest."""
     parser_for(mosaic_pause).parse_args(argv)
-    from mosaic.ops import launch, session
+    from mosaic.ops import runner, session
 
     session.load()
-    launch.request_pause()
+    runner.request_pause()
+    print("mosaic: pause requested; the running runs finish, no new run starts")
     return 0
 
 
@@ -294,13 +320,14 @@ def mosaic_pause(argv):
 def mosaic_resume(argv):
     """Finish the experiment launched from this folder after a pause, a Ctrl-C or a crash."""
     parser_for(mosaic_resume).parse_args(argv)
-    from mosaic.ops import launch, session
+    from mosaic.ops import runner, session
 
     state = session.load()
     if state.get("database") is None:
         raise UsageError("no experiment was launched from this folder with mosaic_run")
-    return launch.run_experiment(state["ini"], state["database"], state["plots"],
-                                 cores=state.get("cores"), profile=state.get("profile"))
+    plan = runner.Plan(state["ini"], state["database"], state["plots"], cores=state.get("cores"),
+                       profile=state.get("profile"))
+    return exit_status(runner.run(plan))
 
 
 def main():

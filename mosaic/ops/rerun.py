@@ -21,10 +21,10 @@ def prepare(experiment, runs, epochs=None):
     epochs given, run done: its final model (a full checkpoint) becomes the checkpoint to continue
     from, to its epochs + `epochs`. Otherwise: from scratch, to `epochs` (or the ini's).
     """
-    rfp = experiment.process.run_files_path
+    run_files_path = experiment.process.run_files_path
     forced = []
     for run in runs:
-        folder = runfiles.run_dir(rfp, run.run_hash)
+        folder = runfiles.run_dir(run_files_path, run.run_hash)
         os.makedirs(folder, exist_ok=True)
         model = os.path.join(folder, runfiles.MODEL)
         checkpoint = os.path.join(folder, runfiles.CHECKPOINT)
@@ -34,7 +34,7 @@ def prepare(experiment, runs, epochs=None):
             if os.path.exists(stale):
                 os.remove(stale)
         if epochs is not None:
-            done = runfiles.read_state(rfp, run.run_hash)
+            done = runfiles.read_state(run_files_path, run.run_hash)
             target = epochs
             if done.status == "done" and os.path.exists(model):
                 os.link(model, checkpoint)  # Snakemake deletes model.pt before the job runs

@@ -1,142 +1,190 @@
-"""Running the workflow: Snakemake in a subprocess, watched so as to print the seed's lines.
+"""Running an experiment through Snakemake: the one module that builds the snakemake command, runs
+it, shows its progress and says what became of every run.
 
-    ---> launch <id> <i>/<N>       when a run starts training
-    [run finished] <id>            when it has written its results
-    [run failed] <id>: <error>     when it raised (its traceback is in mosaic_status)
+The commands (mosaic_run, mosaic_rerun, mosaic_rekey, mosaic_resume) describe what they want in a
+Plan and get an Outcome back; the command line turns the Outcome into an exit status.
+The default Snakemake settings (keep going, rerun incomplete jobs, scheduler, threads) live in one
+place: the workflow profile profiles/default/config.yaml, which this module names explicitly.
 """
 
+import contextlib
 import os
-import re
+import selectors
 import signal
 import subprocess
 import sys
-import threading
-import time
+from dataclasses import dataclass, field
 
 from mosaic import runfiles
-from mosaic.ops import session
-from mosaic.ops.paths import snakefile
+from mosaic.errors import BusyError, PausedError, RunError, UsageError
+from mosaic.experiment import load_experiment
+from mosaic.ops import progress, session
+from mosaic.ops.paths import snakefile, workflow_root
+from mosaic.results.status import states_of
 
-PROGRESS = re.compile(r"^\d+ of \d+ steps \(.*\) done")
-TRAIN_JOBS = re.compile(r"^train\s+(\d+)$")  # Snakemake's job stats table, printed before it starts
 PR_SET_PDEATHSIG = 1
+TICK_S = 1.0  # how often the display and the pause request are refreshed
 
 
-def snakemake_command(state, cores, targets=(), forcerun=(), partial=False, also=None, profile=None,
-                      gpus=0, extra=()):
-    """The snakemake command line for the experiment in `state` (see session.py)."""
-    command = [sys.executable, "-m", "snakemake", *targets]
-    command += ["--snakefile", snakefile(), "--directory", state["workdir"]]
-    command += ["--cores", str(cores), "--keep-going", "--rerun-incomplete"]
+@dataclass
+class Plan:
+    """What a command asks of Snakemake."""
+
+    ini: str
+    database: str
+    plots: str
+    cores: int | None = None  # parallel runs (default: nb_processus, at most the CPU count)
+    profile: str | None = None  # a Snakemake profile (folder, or one shipped: profiles/slurm)
+    dry_run: bool = False
+    extra: tuple = ()  # arguments handed to snakemake as they are
+    retrain: tuple = ()  # runs to train again (mosaic_rerun); no other run is trained
+    prepare: object = None  # called with the folder's lock held, before Snakemake: returns the files to force
+    rebuild_only: bool = False  # train nothing, rebuild the database and plots (mosaic_rekey)
+
+
+@dataclass
+class Outcome:
+    """What became of the runs of a Plan."""
+
+    total: int
+    done: int
+    failed: list = field(default_factory=list)  # run ids
+    paused: bool = False
+    snakemake_status: int = 0
+    log_path: str = ""
+
+    @property
+    def remaining(self):
+        return self.total - self.done
+
+    def error(self):
+        """The error this outcome is for the command line (see cli.EXIT_CODES), or None."""
+        if self.failed:
+            return RunError(f"{len(self.failed)} of {self.total} runs failed", run_ids=self.failed)
+        if self.snakemake_status != 0 and not self.paused:
+            return RunError(f"Snakemake failed (exit {self.snakemake_status}); full log: {self.log_path}")
+        if self.paused and self.remaining:
+            return PausedError(self.remaining, f"paused; {self.remaining} runs remain")
+        return None
+
+
+# ---------------------------------------------------------------- the folder's locks
+
+
+@contextlib.contextmanager
+def session_lock():
+    """One command that changes run files per folder at a time; the kernel drops the lock if we are killed."""
+    os.makedirs(session.STATE_DIR, exist_ok=True)
+    handle = runfiles.try_lock(os.path.join(session.STATE_DIR, "run.lock"))
+    if handle is None:
+        raise BusyError(os.getcwd(), "another mosaic_run is running in this folder")
+    with handle:
+        yield
+
+
+def command_line(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return [part.decode(errors="replace") for part in handle.read().split(b"\0") if part]
+    except OSError:
+        return []
+
+
+def is_snakemake(argv):
+    """`snakemake ...`, `python .../snakemake ...` or `python -m snakemake ...` (not a job's script)."""
+    head = argv[:3]
+    return any(os.path.basename(part) == "snakemake" for part in head) or "-m snakemake" in " ".join(head)
+
+
+def live_snakemake_in(workdir):
+    """The pid of a live Snakemake (not ours) working in `workdir`, or None (Linux: reads /proc)."""
+    workdir = os.path.realpath(workdir)
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if os.path.realpath(cwd) == workdir and is_snakemake(command_line(entry)):
+            return int(entry)
+    return None
+
+
+def clear_stale_snakemake_lock(workdir):
+    """After a kill -9, Snakemake's lock stays behind. It is stale unless a live Snakemake works here:
+    then refuse rather than unlock under it."""
+    locks = os.path.join(workdir, ".snakemake", "locks")
+    if not (os.path.isdir(locks) and os.listdir(locks)):
+        return
+    pid = live_snakemake_in(workdir)
+    if pid is not None:
+        raise BusyError(workdir, f"a snakemake process (pid {pid}) is working in this folder")
+    command = [sys.executable, "-m", "snakemake", "--snakefile", snakefile(), "--directory", workdir, "--unlock"]
+    subprocess.run(command, capture_output=True, check=False)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def default_cores(experiment):
+    """nb_processus, but no more CPU-bound runs than cores: more would only slow each one down."""
+    cpus = os.cpu_count() or 1
+    wanted = experiment.monitor.nb_processus or cpus
+    return wanted if experiment.monitor.need_gpu else min(wanted, cpus)
+
+
+def resolve_profile(profile):
+    """A profile folder here, else one shipped with the workflow (`profiles/slurm`), else as given."""
+    if not profile or os.path.isdir(profile):
+        return os.path.abspath(profile) if profile else None
+    shipped = os.path.join(workflow_root(), profile)
+    return shipped if os.path.isdir(shipped) else profile
+
+
+def gpu_count(experiment, profile):
+    """--resources gpu=N for local runs; a cluster profile's scheduler counts GPUs itself."""
+    if not experiment.monitor.need_gpu or profile:
+        return 0
+    from mosaic.ops.workflow_helpers import local_gpu_count
+
+    return local_gpu_count(experiment)
+
+
+def run_config(state, partial=False, also=None):
+    """The workflow's config for this experiment (see config/README.md)."""
+    config = {"ini": state["ini"], "database": state["database"], "plots": state["plots"], "partial": partial}
+    if also:
+        config["also"] = also
+    return config
+
+
+def write_config_file(config, path):
+    """The config as a YAML file for --configfile: any path works (`--config k=v` reads `#`, `: `
+    and braces as YAML)."""
+    import yaml
+
+    runfiles.write_atomic(path, yaml.safe_dump(config, default_flow_style=False))
+    return os.path.abspath(path)
+
+
+def snakemake_command(workdir, config_file, cores, profile=None, gpus=0, forcerun=(), extra=(), logger=True):
+    """The snakemake command line; the workflow profile holds the default flags."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", snakefile(), "--directory", workdir]
+    command += ["--workflow-profile", os.path.join(workflow_root(), "profiles", "default")]
+    command += ["--cores", str(cores)]
     if profile:
         command += ["--profile", profile]
     if gpus:
         command += ["--resources", f"gpu={gpus}"]
     if forcerun:
         command += ["--forcerun", *forcerun]
-    command += [*extra, "--config", f"ini={state['ini']}", f"database={state['database']}",
-                f"plots={state['plots']}", f"partial={partial}"]
-    if also:
-        command.append(f"also={also}")
-    return command
+    if logger:
+        command += ["--logger", "mosaic"]
+    return [*command, *extra, "--configfile", config_file]
 
 
-class Watcher(threading.Thread):
-    """Polls the run folders (twice a second) and prints each run's start and end."""
-
-    def __init__(self, experiment, runs, say, total=None, interval=None):
-        super().__init__(daemon=True)
-        self.rfp = experiment.process.run_files_path
-        self.runs = list(runs)
-        self.total = total or len(self.runs)  # updated from Snakemake's job stats (see TRAIN_JOBS)
-        self.say = say
-        # A pass costs ~5 us a run: poll big experiments less often (10,000 runs: 2 s, 2.5% of a core).
-        self.interval = interval or max(0.5, len(self.runs) / 5000)
-        self.started = time.time()
-        self.launched = set()
-        self.ended = {}
-        self.stop = threading.Event()
-
-    def newer(self, run, name):
-        try:
-            return os.stat(runfiles.run_file(self.rfp, run.run_hash, name)).st_mtime >= self.started
-        except FileNotFoundError:
-            return False
-
-    def poll(self):
-        for run in self.runs:
-            if run.run_hash in self.ended:
-                continue
-            running = runfiles.is_locked(runfiles.run_file(self.rfp, run.run_hash, runfiles.LOCK))
-            done = not running and self.newer(run, runfiles.RESULT)
-            failed = not running and not done and self.newer(run, runfiles.ERROR)
-            if (running or done or failed) and run.run_hash not in self.launched:
-                self.launched.add(run.run_hash)
-                self.total = max(self.total, len(self.launched))
-                self.say(f" ---> launch {run.run_id} {len(self.launched)}/{self.total}")
-            if done:
-                self.ended[run.run_hash] = "done"
-                self.say(f" [run finished] {run.run_id}")
-            elif failed:
-                self.ended[run.run_hash] = "error"
-                self.say(f" [run failed] {run.run_id}: {last_error_line(self.rfp, run)}")
-
-    def run(self):
-        while not self.stop.wait(self.interval):
-            self.poll()
-
-    def finish(self):
-        self.stop.set()
-        self.join()
-        self.poll()
-
-
-def last_error_line(rfp, run):
-    try:
-        with open(runfiles.run_file(rfp, run.run_hash, runfiles.ERROR)) as handle:
-            lines = [line.strip() for line in handle if line.strip()]
-    except FileNotFoundError:
-        return "unknown error"
-    return lines[-1] if lines else "unknown error"
-
-
-def run_snakemake(command, log_path, say, on_interrupt=None, watcher=None):
-    """Run snakemake, its output kept in `log_path`; prints progress lines and errors.
-
-    Snakemake runs in its own session, so that Ctrl-C reaches only us: the first Ctrl-C calls
-    `on_interrupt` (pause), a second one stops Snakemake and its jobs.
-    """
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True, bufsize=1, preexec_fn=die_with_parent,
-    )
-    interrupts = []
-
-    def interrupt(signum, frame):
-        interrupts.append(signum)
-        if len(interrupts) == 1 and on_interrupt is not None:
-            on_interrupt()
-        else:
-            say("mosaic: stopping Snakemake and the running jobs")
-            os.killpg(process.pid, signal.SIGTERM)
-
-    previous = signal.signal(signal.SIGINT, interrupt)
-    tail = []
-    try:
-        with open(log_path, "a") as log:
-            for line in process.stdout:
-                log.write(line)
-                line = line.rstrip("\n")
-                tail = (tail + [line])[-40:]
-                if PROGRESS.match(line):
-                    say(f" {line}")
-                elif watcher is not None and TRAIN_JOBS.match(line):
-                    watcher.total = int(TRAIN_JOBS.match(line).group(1))
-            process.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return process.returncode, tail
+# ---------------------------------------------------------------- running it
 
 
 def die_with_parent():
@@ -149,5 +197,210 @@ def die_with_parent():
         pass
 
 
+def plugin_environment(events_fd):
+    from mosaic.ops.snakemake_plugins import FOLDER
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [FOLDER, env.get("PYTHONPATH", "")] if p)
+    env["MOSAIC_EVENTS_FD"] = str(events_fd)
+    return env
+
+
 def pause_requested(workdir):
     return os.path.exists(os.path.join(workdir, session.PAUSE_FILE))
+
+
+def request_pause():
+    os.makedirs(session.STATE_DIR, exist_ok=True)
+    open(session.PAUSE_FILE, "w").close()
+
+
+def run_snakemake(command, log_path, display, tracker, workdir):
+    """Run snakemake, its output kept in `log_path`, its job events shown by `display`.
+
+    Snakemake runs in its own session, so that Ctrl-C reaches only us. A pause (mosaic_pause, or the
+    first Ctrl-C) sends SIGTERM to Snakemake alone: it starts no new job, lets the running ones
+    finish and exits. A second Ctrl-C stops Snakemake and its jobs at once. Returns (status, tail).
+    """
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    events_read, events_write = os.pipe()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=die_with_parent, pass_fds=(events_write,), env=plugin_environment(events_write),
+    )
+    os.close(events_write)
+    interrupts = []
+    paused = []
+
+    def pause():
+        if not paused:
+            paused.append(True)
+            display.message("mosaic: pausing; the running runs finish, no new run starts"
+                            " (Ctrl-C again to stop them now)")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+
+    def interrupt(signum, frame):
+        interrupts.append(signum)
+        if len(interrupts) == 1:
+            request_pause()
+            pause()
+        else:
+            display.message("mosaic: stopping Snakemake and the running jobs")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    tail, pending_output, pending_events = [], b"", ""
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ, "output")
+    selector.register(events_read, selectors.EVENT_READ, "events")
+    try:
+        with open(log_path, "ab") as log:
+            output_open = True
+            while output_open:  # Snakemake's output ends when it exits
+                for key, _ in selector.select(TICK_S):
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        output_open = key.data != "output" and output_open
+                    elif key.data == "output":
+                        log.write(chunk)
+                        *lines, pending_output = (pending_output + chunk).split(b"\n")
+                        tail = (tail + [line.decode(errors="replace") for line in lines])[-40:]
+                    else:
+                        pending_events = show_events(pending_events + chunk.decode(), display, tracker)
+                if pause_requested(workdir):
+                    pause()
+                display.show([], tracker)
+            process.wait()
+            os.set_blocking(events_read, False)  # the last events, without waiting on a job that kept the pipe
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(events_read, 65536):
+                    pending_events = show_events(pending_events + chunk.decode(), display, tracker)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        selector.close()
+        os.close(events_read)
+    return process.returncode, tail
+
+
+def check_outputs(plan, experiment):
+    """No output may overwrite an input, and Snakemake reads braces in its file patterns as wildcards."""
+    refuse_overwriting(plan.database, [plan.ini])
+    refuse_overwriting(plan.plots, [plan.ini, plan.database])
+    for path in (plan.database, plan.plots, experiment.process.run_files_path):
+        for character in "{}":
+            if character in str(path):
+                raise UsageError(f"{path}: Snakemake reads '{character}' in a file path as a wildcard;"
+                                 " choose a path without braces")
+
+
+def same_file(a, b):
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
+def refuse_overwriting(output, inputs):
+    """A UsageError when the output path is one of the inputs (the ini given twice, say)."""
+    for path in inputs:
+        if path is not None and same_file(output, path):
+            raise UsageError(f"{output} is also an input ({path}); give another output path")
+
+
+def show_events(text, display, tracker):
+    """Show the complete event lines of `text`; returns the incomplete rest."""
+    events, rest = progress.parse_events(text)
+    for event in events:
+        display.show(tracker.handle(event), tracker)
+    return rest
+
+
+def run(plan, out=None):
+    """Carry out `plan`: take the folder's lock, prepare, run Snakemake, report. Returns an Outcome."""
+    out = out or sys.stdout
+    experiment = load_experiment(plan.ini)
+    check_outputs(plan, experiment)
+    with session_lock():
+        state = session.save(plan.ini, plan.database, plan.plots, cores=plan.cores, profile=plan.profile)
+        if os.path.exists(session.PAUSE_FILE):
+            os.remove(session.PAUSE_FILE)
+        clear_stale_snakemake_lock(state["workdir"])
+        forcerun = list(plan.prepare(experiment)) if plan.prepare else []
+        if plan.rebuild_only:
+            forcerun.append("database")
+        return run_locked(plan, experiment, state, forcerun, out)
+
+
+def run_locked(plan, experiment, state, forcerun, out):
+    cores = plan.cores or default_cores(experiment)
+    profile = resolve_profile(plan.profile)
+    gpus = gpu_count(experiment, profile)
+    also = write_run_list([run.run_hash for run in plan.retrain]) if plan.retrain else None
+    partial = bool(plan.retrain) or plan.rebuild_only
+    config_file = write_config_file(run_config(state, partial, also), os.path.join(session.STATE_DIR, "config.yaml"))
+
+    def command(forced, extra=()):
+        return snakemake_command(state["workdir"], config_file, cores, profile=profile, gpus=gpus,
+                                 forcerun=forced, extra=extra, logger=not plan.dry_run)
+
+    log_path = os.path.abspath(os.path.join(session.STATE_DIR, "logs", "snakemake.log"))
+    if plan.dry_run:
+        status = subprocess.run(command(forcerun, ["--dry-run", *plan.extra])).returncode
+        return Outcome(total=len(experiment.runs), done=len(experiment.runs), snakemake_status=status,
+                       log_path=log_path)
+
+    before = states_of(experiment)
+    if plan.retrain:
+        to_train = list(plan.retrain)
+    elif plan.rebuild_only:
+        to_train = []
+    else:
+        to_train = [run for run in experiment.runs if before[run.run_hash].status != "done"]
+    print(f"mosaic: {len(experiment.runs)} runs, {len(to_train)} to train, {cores} at a time"
+          + (f" on {gpus} GPUs" if gpus else ""), file=out, flush=True)
+    display = progress.display_for(out)
+    tracker = progress.Progress(experiment, to_train, slots=cores)
+    status, tail = run_snakemake(command(forcerun, plan.extra), log_path, display, tracker, state["workdir"])
+    display.close(tracker)
+
+    after = states_of(experiment)
+    considered = plan.retrain or experiment.runs
+    outcome = Outcome(
+        total=len(experiment.runs),
+        done=sum(after[run.run_hash].status == "done" for run in experiment.runs),
+        failed=[run.run_id for run in considered if after[run.run_hash].status == "error"],
+        paused=pause_requested(state["workdir"]),
+        snakemake_status=status,
+        log_path=log_path,
+    )
+    if outcome.paused:
+        print(f"mosaic: paused; {outcome.remaining} runs remain: mosaic_resume (or mosaic_run) finishes them",
+              file=out, flush=True)
+    elif outcome.failed:
+        print(f"mosaic: building the database and plots from the {outcome.done} runs done", file=out, flush=True)
+        partial_config = write_config_file(run_config(state, partial=True),
+                                           os.path.join(session.STATE_DIR, "config.yaml"))
+        rebuild = snakemake_command(state["workdir"], partial_config, cores, profile=profile,
+                                    forcerun=["database"], extra=plan.extra, logger=False)
+        with open(log_path, "ab") as log:
+            subprocess.run(rebuild, stdout=log, stderr=subprocess.STDOUT, check=False)
+        print(f"mosaic: {len(outcome.failed)} of {outcome.total} runs failed: "
+              + ", ".join(map(str, outcome.failed)) + " (mosaic_status shows the tracebacks)", file=out, flush=True)
+    elif status != 0:
+        for line in tail[-20:]:
+            print(line, file=sys.stderr)
+    elif outcome.remaining:
+        print(f"mosaic: {outcome.done} of {outcome.total} runs done ({outcome.remaining} not trained);"
+              f" database {state['database']}, plots in {state['plots']}", file=out, flush=True)
+    else:
+        print(f"mosaic: all {outcome.total} runs done; database {state['database']}, plots in {state['plots']}",
+              file=out, flush=True)
+    return outcome
+
+
+def write_run_list(hashes):
+    path = os.path.join(session.STATE_DIR, "selected_runs.txt")
+    runfiles.write_atomic(path, "".join(f"{h}\n" for h in hashes))
+    return os.path.abspath(path)

@@ -6,7 +6,7 @@ mosaic_status, mosaic_savedb, mosaic_pause and mosaic_resume find the experiment
 import os
 
 from mosaic import runfiles
-from mosaic.errors import UsageError
+from mosaic.errors import ConfigError, UsageError
 
 STATE_DIR = ".mosaic"
 STATE_FILE = os.path.join(STATE_DIR, "experiment.json")
@@ -43,14 +43,26 @@ def load(ini=None):
     )
 
 
+def saved(ini, name):
+    """A setting (`profile`, `cores`) of the saved session when it is the experiment of `ini`, else None:
+    mosaic_rerun and mosaic_rekey keep what the user chose for mosaic_run."""
+    if not os.path.exists(STATE_FILE):
+        return None
+    state = runfiles.read_json(STATE_FILE)
+    return state.get(name) if state.get("ini") == os.path.abspath(ini) else None
+
+
 def default_ini():
     """The ini named by config/config.yaml in this folder (plain `snakemake` from the repository)."""
+    import yaml
+
     path = os.path.join("config", "config.yaml")
     if not os.path.exists(path):
         return None
-    with open(path) as handle:
-        for line in handle:
-            if line.startswith("ini:"):
-                value = line.split(":", 1)[1].strip().strip("'\"")
-                return os.path.abspath(value) if value else None
-    return None
+    try:
+        with open(path) as handle:
+            config = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(path, " ".join(str(error).split())) from None
+    value = config.get("ini") if isinstance(config, dict) else None
+    return os.path.abspath(str(value)) if value else None

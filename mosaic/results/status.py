@@ -1,9 +1,9 @@
-"""mosaic_status: what the run files say of every run, in the seed's format. No server needed."""
+"""mosaic_status: what the run files say of every run, in the format of the tutorial (README.md). No server needed."""
 
 from mosaic import runfiles
 
 
-def fmt(value):
+def scientific(value):
     return "nan" if value is None else f"{value:.3E}"
 
 
@@ -14,9 +14,9 @@ def render(experiment, states):
         state = states[run.run_hash]
         if state.status == "done":
             result = state.result
-            line = (f"\t[{run.run_id}] train_loss={fmt(result.get('train_loss'))}"
-                    f"\ttest_loss={fmt(result.get('test_loss'))}"
-                    f"\texecution_time={fmt(result.get('duration_s'))}")
+            line = (f"\t[{run.run_id}] train_loss={scientific(result.get('train_loss'))}"
+                    f"\ttest_loss={scientific(result.get('test_loss'))}"
+                    f"\texecution_time={scientific(result.get('duration_s'))}")
             if result.get("diverged"):
                 line += "\tdiverged"
             done.append(line)
@@ -36,5 +36,5 @@ def render(experiment, states):
 
 
 def states_of(experiment):
-    rfp = experiment.process.run_files_path
-    return {run.run_hash: runfiles.read_state(rfp, run.run_hash) for run in experiment.runs}
+    run_files_path = experiment.process.run_files_path
+    return {run.run_hash: runfiles.read_state(run_files_path, run.run_hash) for run in experiment.runs}
