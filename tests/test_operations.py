@@ -192,6 +192,9 @@ def test_pause_then_resume_and_ctrl_c(tmp_path):
     output, _ = process.communicate(timeout=300)
     # Paused with runs left: a distinct exit status, and how many remain.
     assert process.returncode == 4 and "paused; 3 runs remain" in output, output
+    # Snakemake stopped scheduling: no job was started only to exit at once.
+    logs = [path.read_text() for path in exp.runs_dir().glob("*/train.log")]
+    assert len(logs) == 1 and not any("not started" in text for text in logs), logs
     states = [s for (s,) in exp.query("SELECT status FROM runs", None)] if exp.db.exists() else []
     done_after_pause = len(section(status(exp), "Done"))
     assert done_after_pause == 1, (output, states)

@@ -154,3 +154,20 @@ def test_progress_on_a_terminal_and_in_plain_lines(tmp_path):
     assert sorted(run_id for run_id, _ in launches) == ["1", "2", "3", "4"], out
     assert sorted(index for _, index in launches) == ["1", "2", "3", "4"], out
     assert len(re.findall(r"^ \[run finished\] \d$", out, re.M)) == 4, out
+
+
+def test_rerun_leaves_a_run_being_trained_alone(tmp_path):
+    exp = Experiment(tmp_path, small_settings())
+    runs = load_experiment(exp.ini).runs
+    folders = [exp.folder / ".runs" / run.run_hash for run in runs[:2]]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        (folder / runfiles.CHECKPOINT).write_bytes(b"checkpoint")
+    training = runfiles.try_lock(str(folders[1] / runfiles.LOCK))  # run 2 is being trained
+    try:
+        refused = exp.command("mosaic_rerun", "config.ini", "database.db", "-id", "1-2", "-epochs", "2", check=3)
+    finally:
+        training.close()
+    assert "run 2 is being trained; nothing was changed" in refused.stderr
+    assert all((folder / runfiles.CHECKPOINT).exists() for folder in folders)
+    assert not any((folder / runfiles.CONTINUE).exists() for folder in folders)
