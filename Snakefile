@@ -2,7 +2,16 @@
 # Usage: snakemake --cores 8 [--config ini=path/to/experiment.ini]   (see README.md)
 import os
 
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")  # the defaults
+
+
+if os.path.isfile("config/config.yaml"):  # the working directory's own, e.g. .test/config
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
