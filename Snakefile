@@ -18,6 +18,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/report.smk"
+
+
+# `snakemake --report report.html`: one offline HTML file with the ini, the plots and their captions.
+report: "workflow/report/workflow.rst"
 
 
 rule all:

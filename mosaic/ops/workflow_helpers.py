@@ -146,3 +146,8 @@ def uses_conda(workflow):
     """Whether Snakemake runs the jobs in conda environments (--sdm conda)."""
     methods = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None) or ()
     return any(str(getattr(method, "name", method)).lower() == "conda" for method in methods)
+
+
+def read_text(path):
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()

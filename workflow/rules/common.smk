@@ -77,5 +77,15 @@ def metaplot_dataset(wildcards):
     return helpers.dataset_names(EXPERIMENT)[wildcards.dataset]
 
 
+def dataset_category(wildcards):
+    """The report groups the plots of one dataset key under one category."""
+    return f"Dataset {metaplot_dataset(wildcards)}"
+
+
+def ini_copy_target():
+    """The ini, copied beside the plots so that the report shows it."""
+    return os.path.join(PLOTS, "experiment.ini")
+
+
 def final_targets():
-    return [DATABASE, plotloss_target(), *metaplot_targets()]
+    return [DATABASE, plotloss_target(), *metaplot_targets(), ini_copy_target()]
