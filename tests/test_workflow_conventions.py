@@ -126,3 +126,17 @@ print("CHANGED", changed)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "CHANGED []" in done.stdout, done.stdout[-2000:]
+
+
+def test_conda_deployment_is_detected_from_the_workflow_settings():
+    from types import SimpleNamespace
+
+    from snakemake.settings.types import DeploymentMethod, DeploymentSettings
+
+    from mosaic.ops.workflow_helpers import uses_conda
+
+    def workflow(*methods):
+        return SimpleNamespace(deployment_settings=DeploymentSettings(deployment_method=set(methods)))
+
+    assert uses_conda(workflow(DeploymentMethod.CONDA))
+    assert not uses_conda(workflow()) and not uses_conda(workflow(DeploymentMethod.APPTAINER))
