@@ -2,13 +2,27 @@
 # Usage: snakemake --cores 8 [--config ini=path/to/experiment.ini]   (see README.md)
 import os
 
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")  # the defaults
+
+
+if os.path.isfile("config/config.yaml"):  # the working directory's own, e.g. .test/config
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/report.smk"
+
+
+# `snakemake --report report.html`: one offline HTML file with the ini, the plots and their captions.
+report: "workflow/report/workflow.rst"
 
 
 rule all:

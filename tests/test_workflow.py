@@ -167,6 +167,7 @@ def test_the_wheel_ships_the_workflow(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in ("Snakefile", "workflow/rules/common.smk", "workflow/rules/train.smk", "workflow/scripts/metaplot.py",
                  "config/config.yaml", "profiles/default/config.yaml", "profiles/slurm/config.yaml",
-                 "share/config.ini", "share/mlp.py", "workflow/envs/mosaic.yaml"):
+                 "share/config.ini", "share/mlp.py", "workflow/envs/mosaic.yaml",
+                 "workflow/schemas/config.schema.yaml", "workflow/report/workflow.rst", "workflow/report/metaplot.rst"):
         assert f"mosaic/_workflow/{path}" in names, path
     assert not any(name.startswith(("share/", "workflow/", "tests/")) for name in names)

@@ -93,13 +93,22 @@ def mosaic_run(argv):
     parser.add_argument("--plots", help="folder of the plots (default: <database>_plots)")
     parser.add_argument("--profile", help="a Snakemake profile, e.g. profiles/slurm")
     parser.add_argument("-n", "--dry-run", action="store_true", help="show the jobs, run nothing")
+    parser.add_argument("--report", nargs="?", const="", metavar="HTML",
+                        help="then write the HTML report of the results (default: <database>_report.html)")
     own, extra = split_extra(argv)
     args = parser.parse_args(own)
     from mosaic.ops import runner
 
-    plan = runner.Plan(args.ini, args.database, args.plots or default_plots(args.database), cores=args.cores,
+    plots = args.plots or default_plots(args.database)
+    plan = runner.Plan(args.ini, args.database, plots, cores=args.cores,
                        profile=args.profile, dry_run=args.dry_run, extra=tuple(extra))
-    return exit_status(runner.run(plan))
+    outcome = runner.run(plan)
+    if args.report is not None and not args.dry_run and os.path.exists(args.database):
+        from mosaic.ops.report import default_report, write_report
+
+        report = write_report(args.ini, args.database, plots, args.report or default_report(args.database))
+        print(f"mosaic: report {report}")
+    return exit_status(outcome)
 
 
 def exit_status(outcome):

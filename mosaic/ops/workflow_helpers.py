@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import sys
 
 from mosaic import runfiles
@@ -15,29 +16,66 @@ from mosaic.experiment import load_experiment
 from mosaic.ops.paths import PACKAGE
 
 
-def load_or_exit(ini):
-    """The experiment, or a one-line error (no traceback) and the command line's exit status for it."""
+def exit_with(message):
+    """A one-line error, no traceback, and the command line's exit status for it."""
     from mosaic.ops.cli import exit_code
 
+    print(f"mosaic: {message}", file=sys.stderr)
+    sys.exit(exit_code(message) if isinstance(message, MosaicError) else 1)
+
+
+def load_or_exit(ini):
+    """The experiment, or a one-line error (no traceback) and the command line's exit status for it."""
     try:
         return load_experiment(ini)
     except MosaicError as error:
-        print(f"mosaic: {error}", file=sys.stderr)
-        sys.exit(exit_code(error))
+        exit_with(error)
 
 
-def export_environment():
-    """Make `python -m mosaic.run.job` in a job's shell reach this interpreter and this package.
+def config_error_line(error):
+    """The one-line message for a config value that the schema rejects (`error`: the WorkflowError
+    raised by snakemake.utils.validate while handling jsonschema's ValidationError)."""
+    cause = error
+    while cause is not None:
+        if hasattr(cause, "absolute_path") and hasattr(cause, "message"):
+            key = ".".join(str(part) for part in cause.absolute_path)
+            return f"config{' ' + key if key else ''}: {cause.message} (config/README.md lists the keys)"
+        cause = cause.__cause__ or cause.__context__
+    return str(error).strip().splitlines()[0]
 
-    Local jobs and SLURM jobs (sbatch exports the environment) inherit these variables.
+
+def job_shell_prefix(own_environment=True):
+    """The shell prefix of every job command (common.smk passes it to `shell.prefix`).
+
+    It tells the job which Snakemake process to outlive no longer (MOSAIC_SNAKEMAKE_PID) and, with
+    own_environment, makes `python -m mosaic.run.job` reach this interpreter and this package.
+    Under `--sdm conda` (own_environment=False) the job's environment brings both itself.
+    Written into each command rather than into this process's environment, so that parsing the
+    workflow changes nothing; a job under a cluster executor gets it from the Snakemake that parses
+    the workflow on its node.
     """
-    os.environ["MOSAIC_SNAKEMAKE_PID"] = str(os.getpid())  # jobs stop if this process dies
-    bindir = os.path.dirname(sys.executable)
-    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-    package_parent = os.path.dirname(PACKAGE)
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if package_parent not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
+    exports = {"MOSAIC_SNAKEMAKE_PID": str(os.getpid())}  # jobs stop if this process dies
+    if own_environment:
+        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        package_parent = os.path.dirname(PACKAGE)
+        if package_parent not in paths:
+            paths.insert(0, package_parent)
+        exports["PYTHONPATH"] = os.pathsep.join(paths)
+        exports["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in exports.items())
+    # Snakemake formats the prefix once: braces in a path must reach the shell as they are.
+    return f"set -euo pipefail; export {assignments}; ".replace("{", "{{").replace("}", "}}")
+
+
+def check_metaplot_values(values):
+    """None, or the one-line error for a name of `metaplot_values` that metaplot does not know."""
+    from mosaic.results.plots import METAPLOT_VALUES
+
+    unknown = [value for value in values if value not in METAPLOT_VALUES]
+    if unknown:
+        return (f"config metaplot_values: unknown value '{unknown[0]}': expected one of "
+                + ", ".join(METAPLOT_VALUES))
+    return None
 
 
 def relative(path):
@@ -104,3 +142,14 @@ def local_gpu_count(experiment):
     from mosaic.run.devices import visible_gpus
 
     return len(visible_gpus())
+
+
+def uses_conda(workflow):
+    """Whether Snakemake runs the jobs in conda environments (--sdm conda)."""
+    methods = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None) or ()
+    return any(str(getattr(method, "name", method)).lower() == "conda" for method in methods)
+
+
+def read_text(path):
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()

@@ -1,30 +1,44 @@
-# Loads and validates the experiment; input functions. The logic lives in mosaic/ops/workflow_helpers.py.
+# Checks the configuration, loads the experiment; input functions. The logic lives in
+# mosaic/ops/workflow_helpers.py.
 import os
+import re
 import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # a plain checkout: the mosaic package sits beside the Snakefile
 
 from mosaic.ops import workflow_helpers as helpers
+from mosaic.results.plots import METAPLOT_VALUES
+
+try:
+    validate(config, "../schemas/config.schema.yaml")  # also fills in the defaults
+except WorkflowError as error:
+    helpers.exit_with(helpers.config_error_line(error))
+if message := helpers.check_metaplot_values(config["metaplot_values"]):
+    helpers.exit_with(message)
 
 EXPERIMENT = helpers.load_or_exit(config["ini"])
-helpers.export_environment()  # jobs run `python -m mosaic.run.job` from this interpreter's environment
+# Jobs run `python -m mosaic.run.job` with this interpreter and this package, or in the conda
+# environment of workflow/envs under --sdm conda (see job_shell_prefix).
+shell.prefix(helpers.job_shell_prefix(own_environment=not helpers.uses_conda(workflow)))
 
 INI = os.path.abspath(config["ini"])
 RUNS = helpers.relative(EXPERIMENT.process.run_files_path)
 DATABASE = config["database"]
 PLOTS = config["plots"]
-LOGS = config.get("logs", ".mosaic/logs")
-PARTIAL = bool(config.get("partial", False))  # build from the runs done, train nothing new...
-ALSO = helpers.read_run_list(config.get("also"))  # ...but these runs (a file of hashes, mosaic_rerun)
+LOGS = config["logs"]
+PARTIAL = config["partial"]  # build from the runs done, train nothing new...
+ALSO = helpers.read_run_list(config["also"])  # ...but these runs (a file of hashes, mosaic_rerun)
 GPU_PER_RUN = 1 if EXPERIMENT.monitor.need_gpu else 0
 if GPU_PER_RUN and workflow.local_exec and str(workflow.exec_mode) == "default":
     # Locally, at most one run per GPU unless --resources gpu=N says otherwise.
     workflow.global_resources.setdefault("gpu", helpers.local_gpu_count(EXPERIMENT))
-METAPLOT_VALUES = ("test_loss", "train_loss", "duration", "overfit", "trainability", "slope", "nb_params")
 
 wildcard_constraints:
     run="[0-9a-f]{16}",
-    value="|".join(METAPLOT_VALUES),
+    value="|".join(map(re.escape, METAPLOT_VALUES)),
 
 
 def run_path(name):
@@ -38,7 +52,7 @@ def class_files(wildcards):
 
 
 def run_priority(wildcards):
-    """Runs start in id order, as the launch lines of the seed show."""
+    """Runs start in id order (the order of the run ids that mosaic_run prints)."""
     return len(EXPERIMENT.runs) - EXPERIMENT.run_by_hash(wildcards.run).run_id
 
 
@@ -63,5 +77,15 @@ def metaplot_dataset(wildcards):
     return helpers.dataset_names(EXPERIMENT)[wildcards.dataset]
 
 
+def dataset_category(wildcards):
+    """The report groups the plots of one dataset key under one category."""
+    return f"Dataset {metaplot_dataset(wildcards)}"
+
+
+def ini_copy_target():
+    """The ini, copied beside the plots so that the report shows it."""
+    return os.path.join(PLOTS, "experiment.ini")
+
+
 def final_targets():
-    return [DATABASE, plotloss_target(), *metaplot_targets()]
+    return [DATABASE, plotloss_target(), *metaplot_targets(), ini_copy_target()]

@@ -5,7 +5,7 @@ rule plotloss:
     input:
         DATABASE,
     output:
-        plotloss_target(),
+        report(plotloss_target(), caption="../report/plotloss.rst", category="Loss curves"),
     log:
         os.path.join(LOGS, "plotloss.log"),
     params:
@@ -20,7 +20,13 @@ rule metaplot:
     input:
         DATABASE,
     output:
-        os.path.join(PLOTS, "metaplot_{dataset}_{value}.png"),
+        report(
+            os.path.join(PLOTS, "metaplot_{dataset}_{value}.png"),
+            caption="../report/metaplot.rst",
+            category=dataset_category,
+            subcategory="Comparison plots",
+            labels=lambda wildcards: {"dataset": metaplot_dataset(wildcards), "value": wildcards.value},
+        ),
     log:
         os.path.join(LOGS, "metaplot_{dataset}_{value}.log"),
     params:
