@@ -176,6 +176,31 @@ def mosaic_metaplot(argv):
 
 
 @command
+def mosaic_compare(argv):
+    """Which architecture wins, and how sure: per dataset key, the replicates of each model key (and
+    each variant, e.g. width, when a model key has several) compared with the best one. Prints the
+    tables and a verdict per dataset key, stores them in the database (tables groups, comparisons,
+    verdicts) and writes comparison.csv, groups.csv, comparison.md and critical_difference.png into
+    OUT. README.md ("Which architecture wins") explains every column."""
+    parser = parser_for(mosaic_compare)
+    parser.add_argument("database")
+    parser.add_argument("--value", default="test_loss", help="the value compared (default: test_loss)")
+    parser.add_argument("--rope", type=float, metavar="R",
+                        help="region of practical equivalence: differences within R count as equal")
+    parser.add_argument("--higher-is-better", action="store_true",
+                        help="higher values are better (known for accuracy-like names)")
+    parser.add_argument("--out", help="folder of the files (default: <database>_plots)")
+    args = parser.parse_args(argv)
+    from mosaic.results.compare import run_compare
+
+    out = args.out or default_plots(args.database)
+    higher = True if args.higher_is_better else None
+    print(run_compare(args.database, out, args.value, higher, args.rope), end="")
+    print(f"tables written in {out}")
+    return 0
+
+
+@command
 def mosaic_status(argv):
     """Show every run of the experiment launched from this folder: Done (losses and time),
     Error (pipeline and traceback), Running (pipeline and epoch), and how many are pending.

@@ -11,8 +11,8 @@ import statistics
 from collections import defaultdict
 from contextlib import closing
 
-from mosaic.results.database import PROCESS_TYPE, open_db, select_run_ids
 from mosaic.errors import MosaicError
+from mosaic.results.database import PROCESS_TYPE, open_db, select_run_ids
 
 # metaplot VALUE -> runs column; the aliases are the original's and the spec's spellings.
 METAPLOT_VALUES = {
@@ -272,3 +272,87 @@ def render_message(out_path, text):
     extension = os.path.splitext(out_path)[1].lstrip(".").lower() or "png"
     _write_atomic(out_path, lambda path: fig.savefig(path, format=extension))
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- comparisons (mosaic_compare)
+
+
+def _figure(**kwargs):
+    """A Figure drawn without pyplot: no backend is chosen or changed (a notebook keeps its own)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _save(fig, out_path):
+    extension = os.path.splitext(out_path)[1].lstrip(".").lower() or "png"
+    if extension not in fig.canvas.get_supported_filetypes():
+        raise MosaicError(f"{out_path}: unsupported plot format '{extension}' (use .png or .pdf)")
+    _write_atomic(out_path, lambda path: fig.savefig(path, format=extension))
+
+
+def _cliques(average, cd):
+    """Maximal runs [i, j] of groups (sorted by average rank) whose ranks differ by less than cd."""
+    found = []
+    for i in range(len(average)):
+        j = i
+        while j + 1 < len(average) and average[j + 1] - average[i] < cd:
+            j += 1
+        if j > i and not any(a <= i and j <= b for a, b in found):
+            found.append((i, j))
+    return found
+
+
+def draw_critical_difference(ranks, value, ax=None):
+    """Demšar's critical-difference diagram: average ranks on an axis (1 = best, on the left), Nemenyi's
+    critical difference as a bar, and a thick line joining the groups that cannot be told apart.
+    `ranks` is mosaic.results.compare.Ranks; returns the Figure."""
+    k = len(ranks.labels)
+    if ax is None:
+        fig = _figure(figsize=(10, 1.5 + 0.35 * k))
+        ax = fig.add_subplot()
+        fig.subplots_adjust(left=0.3, right=0.7, top=0.85, bottom=0.05)  # the labels sit in the margins
+    fig = ax.figure
+    ax.set_xlim(1 - 0.3, k + 0.3)
+    ax.set_ylim(-((k + 1) // 2) * 0.8 - 0.4, 2.2)
+    ax.axis("off")
+    ax.hlines(0, 1, k, color="black")
+    for tick in range(1, k + 1):
+        ax.vlines(tick, 0, 0.2, color="black")
+        ax.text(tick, 0.35, str(tick), ha="center", va="bottom", fontsize=9)
+    left = (k + 1) // 2
+    for index, (label, rank) in enumerate(zip(ranks.labels, ranks.average)):
+        row = index if index < left else k - 1 - index
+        y = -(row + 1) * 0.8
+        x_text = 1 - 0.25 if index < left else k + 0.25
+        ax.plot([rank, rank, x_text], [0, y, y], color="black", linewidth=0.8)
+        ax.text(x_text, y, f"{label} ({rank:.2f})", ha="right" if index < left else "left", va="center", fontsize=8)
+    cd = ranks.critical_difference
+    ax.hlines(1.6, 1, 1 + cd, color="tab:red", linewidth=2)
+    ax.text(1 + cd / 2, 1.75, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8, color="tab:red")
+    for depth, (i, j) in enumerate(_cliques(ranks.average, cd)):
+        y = -0.25 - 0.15 * depth
+        ax.hlines(y, ranks.average[i] - 0.03, ranks.average[j] + 0.03, color="tab:gray", linewidth=3)
+    friedman = "n/a" if ranks.friedman_p is None else f"{ranks.friedman_p:.2g}"
+    ax.set_title(f"average rank on {value} over {ranks.n_datasets} dataset keys (Friedman p = {friedman})", fontsize=9)
+    return fig
+
+
+def draw_message(text, ax=None):
+    """A figure saying why there is no plot; returns the Figure."""
+    if ax is None:
+        fig = _figure(figsize=(6, 2))
+        ax = fig.add_subplot()
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    return ax.figure
+
+
+def render_critical_difference(ranks, out_path, value):
+    """The critical-difference diagram in `out_path`, or a page saying why there is none."""
+    if ranks is None:
+        fig = draw_message(f"no critical-difference diagram for {value}: it needs at least 2 dataset keys "
+                           "sharing at least 2 groups")
+    else:
+        fig = draw_critical_difference(ranks, value)
+    _save(fig, out_path)
