@@ -9,9 +9,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:
     input:
         final_targets(),
+        compare_targets(),
     default_target: True

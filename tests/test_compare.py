@@ -7,6 +7,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from conftest import Experiment
 from scipy import stats
 from test_plots import db_path  # noqa: F401 (the fixture: 2 datasets × 2 models × 3 widths × 4 replicates)
 
@@ -76,6 +77,7 @@ def test_replicates_needed_known_answers(effect, replicates):
     assert cmp.replicates_needed(effect) == replicates
     assert cmp.replicates_needed(-effect) == replicates
     assert cmp.replicates_needed(0.0) is None and cmp.replicates_needed(1e-6) is None
+    assert cmp.replicates_needed(29.0) == 2  # far out in the tail of the noncentral t
 
 
 def test_rope_probabilities():
@@ -213,3 +215,57 @@ def test_single_group_and_single_replicate_verdicts():
     assert "nothing can be tested" in few.verdict
     none = cmp.compare_dataset([cmp.Group("d", "a", n_failed=2), cmp.Group("d", "b", n_diverged=1)], "test_loss")
     assert none.verdict.startswith("no finished replicate")
+
+
+BOTTLENECK_INI = """
+[PROCESS]
+lr = 1e-2
+epochs = 8
+data_scheme = dataset
+pipeline_scheme = mlp
+
+[MONITOR]
+nb_processus = 2
+multiplicity = 4
+
+[dataset_OR]
+type = dataset
+class = dataset_OR
+path_to_class = dataset.py
+key = OR
+batch_size = 4
+data_size = 200
+train_prop = 0.8
+
+[narrow]
+type = mlp
+class = mlp_brick
+path_to_class = mlp.py
+key = bottleneck_1
+length = 3
+width = 1
+
+[wide]
+type = mlp
+class = mlp_brick
+path_to_class = mlp.py
+key = wide_8
+length = 3
+width = 8
+"""
+
+
+@pytest.mark.slow
+def test_mosaic_run_names_the_clearly_better_architecture(tmp_path):
+    """A bottleneck of width 1 cannot learn OR in 8 epochs; a width of 8 can: the workflow's compare
+    step, run without being asked, says so."""
+    exp = Experiment(tmp_path / "exp")
+    exp.ini.write_text(BOTTLENECK_INI)
+    exp.run()
+    markdown = (exp.folder / "database_plots" / "comparison.md").read_text()
+    assert "**Verdict:** wide_8 beats bottleneck_1 on test_loss" in markdown
+    assert exp.query("SELECT verdict FROM verdicts")[0][0].startswith("wide_8 beats bottleneck_1")
+    assert exp.query("SELECT label, n FROM groups ORDER BY rank") == [("wide_8", 4), ("bottleneck_1", 4)]
+    printed = exp.command("mosaic_compare", "database.db", "--out", "by_hand", check=0).stdout
+    assert "verdict: wide_8 beats bottleneck_1 on test_loss" in printed
+    assert (exp.folder / "by_hand" / "groups.csv").exists()
