@@ -7,7 +7,7 @@ Tables (SPEC §4):
                                                rendered `key` and `section`; PROCESS values under 'PROCESS'
     losses(run_id, epoch, train_loss, test_loss, seconds)
     meta(name, value)                          schema_version, ini_path, run_files_path, built_at,
-                                               mosaic_version
+                                               mosaic_version, epoch_loss (how an epoch's loss is averaged)
 NaN and infinite losses are stored as NULL and the run is marked diverged.
 
 The database is always rebuilt as a whole from the run files and the current ini (so re-keying is
@@ -27,6 +27,8 @@ from mosaic.results.indicators import indicators
 from mosaic.runfiles import LOSSES, RunState, finite_or_none, read_losses, read_state, run_file
 
 SCHEMA_VERSION = 1
+# How train_loss and test_loss of an epoch are computed (older versions: the mean of the batch means).
+EPOCH_LOSS = "per-sample mean: each batch weighted by its number of samples"
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -129,6 +131,7 @@ def _fill(db, experiment):
         "run_files_path": process.run_files_path,
         "built_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "mosaic_version": __version__,
+        "epoch_loss": EPOCH_LOSS,
     }
     db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
 

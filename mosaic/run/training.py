@@ -221,18 +221,41 @@ def batch_loss(loss_fn, prediction, target):
     return loss_fn(prediction, target)
 
 
+def batch_size(target):
+    """Samples in a batch: the first dimension of its target (1 for a scalar or a non-tensor)."""
+    return target.shape[0] if isinstance(target, torch.Tensor) and target.dim() > 0 else 1
+
+
+def per_sample(loss, samples, reduction):
+    """(the loss to backpropagate, the batch's loss summed over its samples).
+
+    An epoch's loss is the per-sample mean: each batch weighs its number of samples, so a partial last
+    batch counts for what it holds. reduction "mean" (torch's default, and assumed for a loss class
+    without a `reduction` attribute): the batch mean times its samples; "sum": the loss as it is;
+    "none" (one loss per element): their mean is backpropagated and counted like "mean".
+    """
+    if loss.dim() > 0:
+        loss = loss.mean()
+        reduction = "mean"
+    if reduction == "sum":
+        return loss, loss.detach()
+    return loss, loss.detach() * samples
+
+
 def train_epoch(pipeline, batches, optimizer):
     pipeline.train_mode(True)
+    reduction = getattr(pipeline.loss_fn, "reduction", "mean")
     total, count = 0.0, 0
     for x, y in batches:
         optimizer.zero_grad(set_to_none=True)
-        loss = batch_loss(pipeline.loss_fn, pipeline.forward(x), y)
+        samples = batch_size(y)
+        loss, summed = per_sample(batch_loss(pipeline.loss_fn, pipeline.forward(x), y), samples, reduction)
         if loss.requires_grad:
             loss.backward()
         pipeline.custom_backward(loss)
         optimizer.step()
-        total += loss.detach()
-        count += 1
+        total += summed
+        count += samples
     if count == 0:
         raise MosaicError("the train loader gave no batch")
     return float(total / count)
@@ -241,10 +264,12 @@ def train_epoch(pipeline, batches, optimizer):
 @torch.no_grad()
 def evaluate(pipeline, batches):
     pipeline.train_mode(False)
+    reduction = getattr(pipeline.loss_fn, "reduction", "mean")
     total, count = 0.0, 0
     for x, y in batches:
-        total += batch_loss(pipeline.loss_fn, pipeline.forward(x), y)
-        count += 1
+        samples = batch_size(y)
+        total += per_sample(batch_loss(pipeline.loss_fn, pipeline.forward(x), y), samples, reduction)[1]
+        count += samples
     if count == 0:
         raise MosaicError("the test loader gave no batch")
     return float(total / count)
