@@ -1,8 +1,10 @@
 """Plots of the results database: loss curves (plotloss) and comparisons across pipelines (metaplot).
 
 Each plot is split in two: a pure function reading the database into plain values (loss_panels,
-metaplot_data) and a renderer drawing them (render_plotloss, render_metaplot). matplotlib is imported
-inside the renderers only, so that importing this module stays cheap.
+metaplot_data) and a renderer drawing them (draw_* return a matplotlib Figure and accept the axes to draw
+on; render_* write a file). Figures are made without pyplot, so no backend is chosen or changed: a
+notebook keeps its own. matplotlib is imported inside the renderers only, so that importing this module
+stays cheap.
 """
 
 import math
@@ -10,6 +12,7 @@ import os
 import statistics
 from collections import defaultdict
 from contextlib import closing
+from typing import NamedTuple
 
 from mosaic.errors import MosaicError
 from mosaic.results.database import PROCESS_TYPE, open_db, select_run_ids
@@ -30,11 +33,26 @@ METAPLOT_VALUES = {
 INDICATORS = ("overfit", "trainability", "slope")
 
 
+class Point(NamedTuple):
+    """One metaplot point: the replicates of one model key and size."""
+
+    nb_params: int
+    mean: float
+    std: float
+    n: int
+    ci_low: float | None
+    ci_high: float | None
+    values: tuple
+
+
+METAPLOT_CSV_COLUMNS = ("dataset_key", "model_key", "nb_params", "n", "mean", "std", "ci_low", "ci_high")
+
+
 # ---------------------------------------------------------------- data
 
 
-def loss_panels(db_path, run_ids):
-    """One panel per run of `run_ids` that has losses, in run id order.
+def loss_panels(db_path, run_ids, limit=None):
+    """One panel per run of `run_ids` that has losses, in run id order; the first `limit` at most.
 
     Each panel: {run_id, title 'id:pipeline:nb_params', epochs, train, test (None for NULL),
     overfit, trainability, slope}.
@@ -48,6 +66,8 @@ def loss_panels(db_path, run_ids):
         for run_id, pipeline, nb_params, *values in runs:
             if run_id not in wanted:
                 continue
+            if limit is not None and len(panels) >= limit:
+                break
             rows = db.execute(
                 "SELECT epoch, train_loss, test_loss FROM losses WHERE run_id = ? ORDER BY epoch", (run_id,)
             ).fetchall()
@@ -94,8 +114,9 @@ def metaplot_data(db_path, dataset, value):
     """Mean and spread of `value` over replicates, per dataset key, model key and nb_params.
 
     `dataset` selects the finished runs whose dataset key, or the class of one of whose data modules,
-    equals it. Returns {dataset_key: {model_key: [(nb_params, mean, std, count), ...]}}, sorted by
-    nb_params; std is the sample standard deviation (n - 1), 0 for a single replicate.
+    equals it. Returns {dataset_key: {model_key: [Point, ...]}}, sorted by nb_params; std is the sample
+    standard deviation (n - 1), 0 for a single replicate; ci_low, ci_high the 95% bootstrap interval of the
+    mean (None for a single replicate).
     """
     column = _value_column(value)
     with closing(open_db(db_path)) as db:
@@ -120,24 +141,19 @@ def metaplot_data(db_path, dataset, value):
         dataset_key, model_key, nb_params = group
         return str(dataset_key), str(model_key), nb_params
 
+    from mosaic.results.compare import describe
+
     for dataset_key, model_key, nb_params in sorted(groups, key=by_keys_then_size):
         ys = groups[dataset_key, model_key, nb_params]
         std = statistics.stdev(ys) if len(ys) > 1 else 0.0
-        point = (nb_params, statistics.fmean(ys), std, len(ys))
+        interval = describe(ys)  # the bootstrap interval of mosaic_compare: the same numbers in both
+        low, high = interval["ci_low"], interval["ci_high"]
+        point = Point(nb_params, statistics.fmean(ys), std, len(ys), low, high, tuple(ys))
         data.setdefault(dataset_key, {}).setdefault(model_key, []).append(point)
     return data
 
 
 # ---------------------------------------------------------------- rendering
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _short_float(value):
@@ -189,7 +205,6 @@ def render_plotloss(panels, out_pdf, plot_size=3):
         raise MosaicError("no runs selected")
     if plot_size < 1:
         raise MosaicError(f"plot_size must be at least 1, not {plot_size}")
-    plt = _pyplot()
     from matplotlib.backends.backend_pdf import PdfPages
 
     per_page = plot_size * plot_size
@@ -198,9 +213,8 @@ def render_plotloss(panels, out_pdf, plot_size=3):
         with PdfPages(path) as pdf:
             for start in range(0, len(panels), per_page):
                 page = panels[start : start + per_page]
-                size = (4 * plot_size, 3.5 * plot_size)
-                fig, axes = plt.subplots(plot_size, plot_size, figsize=size, squeeze=False)
-                axes = axes.flatten()
+                fig = _figure(figsize=(4 * plot_size, 3.5 * plot_size))
+                axes = fig.subplots(plot_size, plot_size, squeeze=False).flatten()
                 for ax, panel in zip(axes, page):
                     lines = _draw_panel(ax, panel, plot_size)
                 for ax in axes[len(page) :]:
@@ -209,69 +223,104 @@ def render_plotloss(panels, out_pdf, plot_size=3):
                 # Fixed margins: tight_layout would measure every tick label and double the drawing time.
                 fig.subplots_adjust(left=0.08, right=0.9, bottom=0.05, top=0.93, wspace=0.3, hspace=0.45)
                 pdf.savefig(fig)
-                plt.close(fig)
 
     _write_atomic(out_pdf, save)
 
 
-def render_metaplot(data, out_path, value):
-    """One figure with one axes per dataset key: `value` against nb_params, per model key a line
-    through the means and a band of mean ± std."""
+def draw_metaplot(data, value, log_x=None, axes=None):
+    """`value` against nb_params, one axes per dataset key: per model key a line through the means, a band
+    of the 95% bootstrap interval of the mean and the replicates as faint points. log_x: True, False or
+    None (log when nb_params spans more than two decades). `axes`: one per dataset key, or None for a new
+    figure. Returns the Figure."""
     if not data:
         raise MosaicError("nothing to plot")
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(data), figsize=(5.5 * len(data), 4.5), squeeze=False)
-    for ax, (dataset_key, models) in zip(axes[0], data.items()):
-        all_values = []
+    if axes is None:
+        fig = _figure(figsize=(5.5 * len(data), 4.5))
+        axes = fig.subplots(1, len(data), squeeze=False)[0]
+    for ax, (dataset_key, models) in zip(axes, data.items()):
+        all_values, sizes = [], []
         for model_key, points in models.items():
-            xs = [point[0] for point in points]
-            means = [point[1] for point in points]
-            stds = [point[2] for point in points]
-            line = ax.plot(xs, means, marker="o", label=str(model_key))[0]
-            low = [m - s for m, s in zip(means, stds)]
-            high = [m + s for m, s in zip(means, stds)]
-            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
-            all_values += low + high
+            xs = [point.nb_params for point in points]
+            line = ax.plot(xs, [point.mean for point in points], marker="o", label=str(model_key))[0]
+            color = line.get_color()
+            banded = [point for point in points if point.ci_low is not None]
+            ax.fill_between(
+                [p.nb_params for p in banded], [p.ci_low for p in banded], [p.ci_high for p in banded],
+                color=color, alpha=0.2, linewidth=0,
+            )
+            replicates = [(point.nb_params, y) for point in points for y in point.values]
+            ax.scatter(*zip(*replicates), color=color, alpha=0.3, s=10, linewidths=0)
+            all_values += [y for _, y in replicates]
+            sizes += xs
         if _use_log_scale(all_values):
             ax.set_yscale("log")
+        if log_x or (log_x is None and _use_log_scale(sizes)):
+            ax.set_xscale("log")
         ax.set_title(str(dataset_key))
         ax.set_xlabel("nb_params")
         ax.set_ylabel(value)
-        ax.legend(fontsize="small")
+        ax.legend(title="line: mean; band: 95% CI of the mean\n(bootstrap); dots: replicates",
+                  fontsize="small", title_fontsize="x-small")
+    fig = axes[0].figure
     fig.tight_layout()
-    extension = os.path.splitext(out_path)[1].lstrip(".").lower()
-    if extension not in fig.canvas.get_supported_filetypes():
-        plt.close(fig)
-        raise MosaicError(f"{out_path}: unsupported plot format '{extension}' (use .png or .pdf)")
-    _write_atomic(out_path, lambda path: fig.savefig(path, format=extension))
-    plt.close(fig)
+    return fig
+
+
+def metaplot_rows(data):
+    """The numbers a metaplot draws, one dict per point (METAPLOT_CSV_COLUMNS)."""
+    return [
+        {"dataset_key": dataset_key, "model_key": model_key, **{name: getattr(point, name) for name in
+                                                                 METAPLOT_CSV_COLUMNS[2:]}}
+        for dataset_key, models in data.items()
+        for model_key, points in models.items()
+        for point in points
+    ]
+
+
+def write_rows_csv(path, rows, columns):
+    import csv
+
+    def save(tmp):
+        with open(tmp, "w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+
+    _write_atomic(path, save)
+
+
+def render_metaplot(data, out_path, value, log_x=None):
+    """The metaplot (see draw_metaplot) in `out_path` (.png or .pdf), and beside it a CSV of exactly the
+    numbers drawn (same name, .csv)."""
+    fig = draw_metaplot(data, value, log_x)
+    _save(fig, out_path)
+    write_rows_csv(os.path.splitext(out_path)[0] + ".csv", metaplot_rows(data), METAPLOT_CSV_COLUMNS)
 
 
 # ---------------------------------------------------------------- commands
 
 
-def plotloss(db_path, out_pdf, ids=None, status=None, param=None, plot_size=3):
-    """Select runs (see database.select_run_ids), write their loss curves to `out_pdf`; returns
-    how many were drawn (runs without losses, not done yet, are left out)."""
+def plotloss(db_path, out_pdf, ids=None, status=None, param=None, plot_size=3, max_runs=None):
+    """Select runs (see database.select_run_ids), write the loss curves of the first `max_runs` of them
+    (all when None) to `out_pdf`; returns (runs drawn, runs selected). Runs without losses (not done yet)
+    are left out."""
+    if max_runs is not None and max_runs < 1:
+        raise MosaicError(f"max_runs must be at least 1, not {max_runs}")
     run_ids = select_run_ids(db_path, ids=ids, status=status, param=param)
-    panels = loss_panels(db_path, run_ids)
+    panels = loss_panels(db_path, run_ids, limit=max_runs)
     render_plotloss(panels, out_pdf, plot_size)
-    return len(panels)
+    return len(panels), len(run_ids)
 
 
-def metaplot(db_path, out_path, dataset, value):
-    """Compare the model keys of `dataset` on `value` (see metaplot_data) in `out_path` (.png or .pdf)."""
-    render_metaplot(metaplot_data(db_path, dataset, value), out_path, value)
+def metaplot(db_path, out_path, dataset, value, log_x=None):
+    """Compare the model keys of `dataset` on `value` (see metaplot_data) in `out_path` (.png or .pdf),
+    with the numbers drawn in a CSV beside it."""
+    render_metaplot(metaplot_data(db_path, dataset, value), out_path, value, log_x)
 
 
 def render_message(out_path, text):
     """A page saying why there is no plot (the workflow's plots exist even when no run is done)."""
-    plt = _pyplot()
-    fig = plt.figure(figsize=(6, 2))
-    fig.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
-    extension = os.path.splitext(out_path)[1].lstrip(".").lower() or "png"
-    _write_atomic(out_path, lambda path: fig.savefig(path, format=extension))
-    plt.close(fig)
+    _save(draw_message(text), out_path)
 
 
 # ---------------------------------------------------------------- comparisons (mosaic_compare)
