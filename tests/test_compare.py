@@ -269,3 +269,33 @@ def test_mosaic_run_names_the_clearly_better_architecture(tmp_path):
     printed = exp.command("mosaic_compare", "database.db", "--out", "by_hand", check=0).stdout
     assert "verdict: wide_8 beats bottleneck_1 on test_loss" in printed
     assert (exp.folder / "by_hand" / "groups.csv").exists()
+
+
+def test_values_and_curves_plots_draw_their_csv(db_path, tmp_path):  # noqa: F811
+    from mosaic.results.plots import draw_curves, draw_values
+
+    out = tmp_path / "o"
+    cmp.run_compare(db_path, str(out))
+    comparisons, _ = cmp.compare(db_path, n_resamples=99)
+    with open(out / "values.csv") as handle:
+        values = list(csv.DictReader(handle))
+    fig = draw_values(comparisons, "test_loss")
+    dots = [c for ax in fig.axes for c in ax.collections]
+    drawn = sorted(round(float(y), 12) for c in dots for _, y in c.get_offsets())
+    assert drawn == sorted(round(float(r["value"]), 12) for r in values)
+    assert len(values) == 45  # 48 runs: 1 failed, 1 pending, 1 diverged
+    with open(out / "curves.csv") as handle:
+        curves = list(csv.DictReader(handle))
+    fig = draw_curves(cmp.loss_curves(db_path, comparisons), "test_loss")
+    for ax, dataset_key in zip(fig.axes, ["data_dataset_AND", "data_dataset_OR"]):
+        for line in ax.get_lines():
+            label = line.get_label().rsplit(" (n = ", 1)[0]
+            rows = [r for r in curves if r["dataset_key"] == dataset_key and r["label"] == label]
+            assert [int(r["epoch"]) for r in rows] == list(line.get_xdata())
+            assert [float(r["mean"]) for r in rows] == pytest.approx(list(line.get_ydata()), rel=1e-12)
+    # by hand: the mean curve of a group is the mean of its replicates' curves, the band a t interval
+    brick = [r for r in curves if r["dataset_key"] == "data_dataset_OR" and r["label"] == "net_brick width=4"]
+    finals = [0.1 / 4 + 0.01 * r for r in range(4)]
+    assert float(brick[-1]["mean"]) == pytest.approx(np.mean(finals))
+    half = stats.t.ppf(0.975, 3) * np.std(finals, ddof=1) / 2
+    assert float(brick[-1]["ci_high"]) == pytest.approx(np.mean(finals) + half)

@@ -405,3 +405,73 @@ def render_critical_difference(ranks, out_path, value):
     else:
         fig = draw_critical_difference(ranks, value)
     _save(fig, out_path)
+
+
+def _panels(count, width=5.5, height=4.5):
+    fig = _figure(figsize=(width * count, height))
+    return fig.subplots(1, count, squeeze=False)[0]
+
+
+def draw_values(comparisons, value, axes=None):
+    """Per dataset key, a box plot of `value` per group (best first) with the replicates as dots; failed
+    and diverged runs are counted under each box. `comparisons`: mosaic.results.compare's DatasetComparison
+    list. Returns the Figure."""
+    import numpy as np
+
+    if axes is None:
+        axes = _panels(len(comparisons), width=max(5.5, 1.2 * max(len(c.groups) for c in comparisons)), height=5)
+    for ax, comparison in zip(axes, comparisons):
+        groups = [group for group, _ in comparison.groups]
+        positions = range(1, len(groups) + 1)
+        filled = [(x, group.values) for x, group in zip(positions, groups) if group.values]
+        if filled:
+            ax.boxplot([v for _, v in filled], positions=[x for x, _ in filled], widths=0.5, showfliers=False)
+        jitter = np.random.default_rng(0)
+        all_values = []
+        for x, group in zip(positions, groups):
+            xs = x + jitter.uniform(-0.12, 0.12, len(group.values))
+            ax.scatter(xs, group.values, alpha=0.5, s=14, color="tab:blue", linewidths=0, zorder=3)
+            all_values += group.values
+        labels = []
+        for group in groups:
+            lost = [f"{count} {name}" for count, name in ((group.n_failed, "failed"), (group.n_diverged, "diverged"))
+                    if count]
+            labels.append(group.label.replace(" ", "\n") + (f"\n({', '.join(lost)})" if lost else ""))
+        ax.set_xticks(list(positions), labels, fontsize="small", rotation=30 if len(groups) > 4 else 0)
+        ax.set_xlim(0.4, len(groups) + 0.6)
+        if _use_log_scale(all_values):
+            ax.set_yscale("log")
+        ax.set_title(f"{comparison.dataset_key}: {value} per group (best first; dots: replicates)", fontsize=9)
+        ax.set_ylabel(value)
+    fig = axes[0].figure
+    fig.tight_layout()
+    return fig
+
+
+def draw_curves(curves, loss="test_loss", axes=None):
+    """Per dataset key, the mean `loss` of each group over the epochs with its 95% confidence band
+    (`curves`: mosaic.results.compare.loss_curves). Returns the Figure."""
+    if not curves:
+        return draw_message("no loss curves")
+    if axes is None:
+        axes = _panels(len(curves))
+    for ax, (dataset_key, by_label) in zip(axes, curves.items()):
+        all_values = []
+        for label, rows in by_label.items():
+            epochs = [row["epoch"] for row in rows]
+            means = [row["mean"] for row in rows]
+            line = ax.plot(epochs, means, label=f"{label} (n = {max(row['n'] for row in rows)})")[0]
+            banded = [row for row in rows if row["ci_low"] is not None]
+            low = [row["ci_low"] for row in banded]
+            ax.fill_between([row["epoch"] for row in banded], low, [row["ci_high"] for row in banded],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+            all_values += means
+        if _use_log_scale(all_values):
+            ax.set_yscale("log")
+        ax.set_title(str(dataset_key))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"mean {loss}")
+        ax.legend(title="band: 95% CI of the mean (t)", fontsize="x-small", title_fontsize="x-small")
+    fig = axes[0].figure
+    fig.tight_layout()
+    return fig
