@@ -22,6 +22,8 @@ rule compare:
         comparison=report(COMPARE_FILES["comparison"], caption="../report/compare.rst", category="Verdicts"),
         groups=report(COMPARE_FILES["groups"], caption="../report/compare.rst", category="Verdicts"),
         diagram=report(COMPARE_FILES["diagram"], caption="../report/compare.rst", category="Verdicts"),
+        values=report(COMPARE_FILES["values"], caption="../report/compare.rst", category="Verdicts"),
+        curves=report(COMPARE_FILES["curves"], caption="../report/compare.rst", category="Verdicts"),
     log:
         os.path.join(LOGS, "compare.log"),
     params:
