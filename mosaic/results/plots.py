@@ -87,12 +87,6 @@ def loss_panels(db_path, run_ids, limit=None):
     return panels
 
 
-def _value_column(value):
-    if value not in METAPLOT_VALUES:
-        raise MosaicError(f"unknown value '{value}': expected one of {', '.join(METAPLOT_VALUES)}")
-    return METAPLOT_VALUES[value]
-
-
 def _dataset_classes(db):
     """{run_id: set of the class names of its data modules} (the types listed in PROCESS data_scheme)."""
     data_types = {
@@ -118,11 +112,15 @@ def metaplot_data(db_path, dataset, value):
     standard deviation (n - 1), 0 for a single replicate; ci_low, ci_high the 95% bootstrap interval of the
     mean (None for a single replicate).
     """
-    column = _value_column(value)
+    from mosaic.results.compare import value_source
+
     with closing(open_db(db_path)) as db:
+        column, join, args = value_source(db, value, METAPLOT_VALUES)  # a runs column or a recorded metric
         classes = _dataset_classes(db)
         runs = db.execute(
-            f"SELECT run_id, dataset_key, model_key, nb_params, {column} FROM runs WHERE status = 'done'"
+            f"SELECT runs.run_id, dataset_key, model_key, nb_params, {column} FROM runs {join}"
+            " WHERE status = 'done'",
+            args,
         ).fetchall()
         all_keys = sorted({str(key) for (key,) in db.execute("SELECT DISTINCT dataset_key FROM runs")})
     selected = [row for row in runs if row[1] == dataset or dataset in classes[row[0]]]
