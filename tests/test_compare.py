@@ -208,6 +208,13 @@ def test_critical_difference_plot_leaves_the_backend_alone(tmp_path):
     assert _cliques([1.0, 1.5, 2.2, 4.0], 1.3) == [(0, 2)]
 
 
+def test_verdict_names_the_runs_left_out():
+    groups = synthetic_groups(1, shift=0.4, n=10)
+    groups[1].n_diverged, groups[1].n_failed = 2, 1
+    verdict = cmp.compare_dataset(groups, "test_loss", n_resamples=99).verdict
+    assert verdict.endswith("(runs left out: b: 1 failed, 2 diverged)")
+
+
 def test_single_group_and_single_replicate_verdicts():
     only = cmp.compare_dataset([cmp.Group("d", "a", values=[1.0, 2.0])], "test_loss")
     assert only.verdict == "only a has finished replicates: nothing to compare"
