@@ -139,6 +139,7 @@ HEAVY = ("torch", "snakemake", "matplotlib", "pandas", "scipy", "numpy")
 
 @pytest.mark.parametrize("layer", ["mosaic", "mosaic.experiment", "mosaic.results", "mosaic.ops",
                                    "mosaic.ops.cli", "mosaic.results.database", "mosaic.results.status",
+                                   "mosaic.results.compare", "mosaic.results.plots",
                                    "mosaic.ops.launch", "mosaic.ops.runner", "mosaic.ops.workflow_helpers"])
 def test_layers_do_not_import_heavy_modules(layer):
     """The layering is checked, not remembered: only mosaic.run (and the plotting/statistics
