@@ -18,6 +18,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -28,4 +29,5 @@ report: "workflow/report/workflow.rst"
 rule all:
     input:
         final_targets(),
+        compare_targets(),
     default_target: True

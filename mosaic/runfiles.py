@@ -9,6 +9,7 @@ Layout, per run (folder named by the run's content hash):
     <run_files_path>/<hash>/checkpoint.pt intermediate checkpoint, written every `checkpoint_every` epochs
     <run_files_path>/<hash>/running.lock  held (flock) by the training process while it runs
     <run_files_path>/<hash>/continue.json request to continue training for more epochs (mosaic_rerun)
+    <run_files_path>/<hash>/metrics.tsv   epoch, name, value of the test-set metrics (when the run has any)
 No torch import here: status and the database read these files.
 """
 
@@ -27,6 +28,7 @@ ERROR = "error.txt"
 CHECKPOINT = "checkpoint.pt"
 LOCK = "running.lock"
 CONTINUE = "continue.json"
+METRICS = "metrics.tsv"
 
 LOSS_HEADER = "epoch\ttrain_loss\ttest_loss\tseconds"
 
@@ -89,6 +91,25 @@ def read_losses(path):
             if line.strip():
                 epoch, train, test, seconds = line.split("\t")
                 rows.append((int(epoch), float(train), float(test), float(seconds)))
+    return rows
+
+
+def format_metrics(rows):
+    """The metrics file: one line (epoch, name, value) per epoch and metric."""
+    return "epoch\tname\tvalue\n" + "".join(f"{e}\t{name}\t{value!r}\n" for e, name, value in rows)
+
+
+def read_metrics(path):
+    """Rows (epoch, name, value) of a metrics file; [] when the run has none."""
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path) as handle:
+        next(handle, None)
+        for line in handle:
+            if line.strip():
+                epoch, name, value = line.rstrip("\n").split("\t")
+                rows.append((int(epoch), name, float(value)))
     return rows
 
 

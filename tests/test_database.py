@@ -10,7 +10,7 @@ from conftest import fake_module
 
 from mosaic import __version__
 from mosaic.errors import MosaicError
-from mosaic.results.database import SCHEMA_VERSION, build, open_db, parse_ids, select_run_ids
+from mosaic.results.database import EPOCH_LOSS, SCHEMA_VERSION, build, open_db, parse_ids, select_run_ids
 from mosaic.results.indicators import indicators
 from mosaic.runfiles import ERROR, LOCK, LOSSES, RESULT, format_losses, run_dir, run_file
 
@@ -222,6 +222,7 @@ def test_meta(db_path, tmp_path):
     assert meta["mosaic_version"] == __version__
     assert meta["ini_path"] == str(tmp_path / "config.ini")
     assert meta["built_at"][:2] == "20"
+    assert meta["epoch_loss"] == EPOCH_LOSS
 
 
 def test_rebuild_applies_new_keys(db_path, experiment, tmp_path):

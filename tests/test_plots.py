@@ -1,3 +1,4 @@
+import csv
 import json
 import math
 import os
@@ -12,12 +13,15 @@ from conftest import fake_module
 from mosaic.errors import MosaicError
 from mosaic.results.database import build
 from mosaic.results.plots import (
+    METAPLOT_CSV_COLUMNS,
     _short_float,
     _use_log_scale,
+    draw_metaplot,
     loss_panels,
     metaplot,
     metaplot_data,
     plotloss,
+    render_message,
     render_metaplot,
     render_plotloss,
 )
@@ -205,9 +209,14 @@ def expected_point(dataset, model, width, replicates=range(REPLICATES)):
 
 
 def assert_points(found, expected):
-    assert [(x, n) for x, _, _, n in found] == [(x, n) for x, _, _, n in expected]
-    for (_, mean, std, _), (_, want_mean, want_std, _) in zip(found, expected):
-        assert mean == pytest.approx(want_mean) and std == pytest.approx(want_std)
+    assert [(p.nb_params, p.n) for p in found] == [(x, n) for x, _, _, n in expected]
+    for point, (_, want_mean, want_std, n) in zip(found, expected):
+        assert point.mean == pytest.approx(want_mean) and point.std == pytest.approx(want_std)
+        assert len(point.values) == n and statistics.fmean(point.values) == pytest.approx(want_mean)
+        if n > 1:
+            assert point.ci_low < point.mean < point.ci_high
+        else:
+            assert point.ci_low is None and point.ci_high is None
 
 
 def test_metaplot_data_by_class_or_key(db_path):
@@ -221,19 +230,19 @@ def test_metaplot_data_by_class_or_key(db_path):
     funnel = [expected_point("dataset_OR", "funnel", width) for width in WIDTHS]
     funnel[0] = expected_point("dataset_OR", "funnel", 2, replicates=[3])
     assert_points(data["data_dataset_OR"]["net_funnel"], funnel)
-    assert data["data_dataset_OR"]["net_funnel"][0][2] == 0.0
+    assert data["data_dataset_OR"]["net_funnel"][0].std == 0.0
 
 
 def test_metaplot_data_values(db_path):
     duration = metaplot_data(db_path, "dataset_AND", "duration")
     assert duration == metaplot_data(db_path, "dataset_AND", "duration(s)")
-    expected = [(20, 20.0, 0.0, 4), (30, 30.0, 0.0, 4), (40, 40.0, 0.0, 4)]
-    assert duration["data_dataset_AND"]["net_brick"] == expected
+    expected = [(20, 20.0, 0.0, 4, 20.0, 20.0), (30, 30.0, 0.0, 4, 30.0, 30.0), (40, 40.0, 0.0, 4, 40.0, 40.0)]
+    assert [tuple(p[:6]) for p in duration["data_dataset_AND"]["net_brick"]] == expected
     sizes = metaplot_data(db_path, "dataset_AND", "nb_params")
-    assert [p[1] for p in sizes["data_dataset_AND"]["net_funnel"]] == [21.0, 31.0, 41.0]
+    assert [p.mean for p in sizes["data_dataset_AND"]["net_funnel"]] == [21.0, 31.0, 41.0]
     for value in ("train_loss", "overfit", "trainability", "slope"):
         points = metaplot_data(db_path, "dataset_AND", value)["data_dataset_AND"]["net_funnel"]
-        assert [p[3] for p in points] == [4, 4, 4]
+        assert [p.n for p in points] == [4, 4, 4]
 
 
 def test_metaplot_data_errors(db_path):
@@ -259,4 +268,76 @@ def test_metaplot_pdf_and_bad_format(db_path, tmp_path):
     assert pdf_pages(tmp_path / "meta.pdf") == 1
     with pytest.raises(MosaicError, match="unsupported plot format 'txt'"):
         metaplot(db_path, str(tmp_path / "meta.txt"), "dataset_AND", "overfit")
-    assert sorted(os.listdir(tmp_path)) == [".runs", "meta.pdf", "mosaic.db"]
+    assert sorted(os.listdir(tmp_path)) == [".runs", "meta.csv", "meta.pdf", "mosaic.db"]
+
+
+def test_metaplot_csv_holds_exactly_what_is_drawn(db_path, tmp_path):
+    out = tmp_path / "meta.png"
+    metaplot(db_path, str(out), "dataset_OR", "test_loss")
+    with open(tmp_path / "meta.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(METAPLOT_CSV_COLUMNS)
+    data = metaplot_data(db_path, "dataset_OR", "test_loss")
+    fig = draw_metaplot(data, "test_loss")
+    (ax,) = fig.axes
+    for line in ax.get_lines():
+        drawn = [r for r in rows if r["model_key"] == line.get_label()]
+        assert [float(r["nb_params"]) for r in drawn] == list(line.get_xdata())
+        assert [float(r["mean"]) for r in drawn] == pytest.approx(list(line.get_ydata()), rel=1e-12)
+    # the bands: their outlines hold exactly the intervals of the CSV (rows with n > 1)
+    bands = [c for c in ax.collections if c.get_paths() and c.__class__.__name__ != "PathCollection"]
+    outline = {round(y, 12) for band in bands for path in band.get_paths() for _, y in path.vertices}
+    intervals = {round(float(r[k]), 12) for r in rows if r["ci_low"] for k in ("ci_low", "ci_high")}
+    assert intervals <= outline
+    # the faint points: every replicate
+    dots = [c for c in ax.collections if c.__class__.__name__ == "PathCollection"]
+    assert sum(len(c.get_offsets()) for c in dots) == sum(int(r["n"]) for r in rows)
+    legend = ax.get_legend().get_title().get_text()
+    assert "95% CI of the mean" in legend
+
+
+def test_metaplot_log_x(db_path):
+    data = metaplot_data(db_path, "dataset_OR", "test_loss")
+    assert draw_metaplot(data, "test_loss").axes[0].get_xscale() == "linear"  # 20 to 41 params
+    assert draw_metaplot(data, "test_loss", log_x=True).axes[0].get_xscale() == "log"
+
+
+def test_plot_functions_leave_the_backend_alone(db_path, tmp_path):
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # as a notebook or another program might have chosen
+    try:
+        fig = draw_metaplot(metaplot_data(db_path, "dataset_OR", "test_loss"), "test_loss")
+        metaplot(db_path, str(tmp_path / "m.png"), "dataset_OR", "test_loss")
+        plotloss(db_path, str(tmp_path / "p.pdf"), ids={4, 5})
+        render_message(str(tmp_path / "x.png"), "nothing")
+        assert matplotlib.get_backend() == "svg"
+        assert fig.axes  # a Figure, ready to show or save
+    finally:
+        matplotlib.use(before)
+
+
+def test_draw_metaplot_on_given_axes(db_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert draw_metaplot(metaplot_data(db_path, "dataset_OR", "test_loss"), "test_loss", axes=[ax]) is fig
+    assert len(ax.get_lines()) == 2
+
+
+def test_plotloss_max_runs(db_path, tmp_path):
+    out = tmp_path / "plotloss.pdf"
+    assert plotloss(db_path, str(out), plot_size=2, max_runs=5) == (5, 48)
+    assert pdf_pages(out) == 2  # 5 panels, 4 a page
+    assert [p["run_id"] for p in loss_panels(db_path, range(1, 49), limit=3)] == [3, 4, 5]
+    with pytest.raises(MosaicError, match="max_runs must be at least 1"):
+        plotloss(db_path, str(out), max_runs=0)
+
+
+def test_plotloss_command_max_runs(db_path, tmp_path, capsys):
+    from mosaic.ops.cli import mosaic_plotloss
+
+    assert mosaic_plotloss([db_path, str(tmp_path / "p.pdf"), "--max-runs", "4"]) == 0
+    assert "4 runs drawn" in capsys.readouterr().out and pdf_pages(tmp_path / "p.pdf") == 1

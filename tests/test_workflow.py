@@ -87,7 +87,7 @@ def test_dry_run_of_the_tutorial_lists_24_trainings_and_the_aggregation():
     if not stats.get("train"):  # the tutorial was already run here: ask from scratch
         pytest.skip("the tutorial's runs already exist in this checkout")
     assert stats["train"] == "24" and stats["database"] == "1" and stats["plotloss"] == "1"
-    assert stats["metaplot"] == "6"
+    assert stats["metaplot"] == "6" and stats["compare"] == "1"
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,8 @@ def test_bad_ini_through_snakemake_is_one_line_too(tmp_path):
 
 def test_every_command_has_help_and_fails_cleanly(tmp_path):
     for name in ("mosaic_run", "mosaic_generate", "mosaic_status", "mosaic_savedb", "mosaic_rerun",
-                 "mosaic_rekey", "mosaic_plotloss", "mosaic_metaplot", "mosaic_pause", "mosaic_resume"):
+                 "mosaic_rekey", "mosaic_plotloss", "mosaic_metaplot", "mosaic_pause", "mosaic_resume",
+                 "mosaic_compare"):
         helped = subprocess.run([str(BIN / name), "--help"], capture_output=True, text=True, timeout=30)
         assert helped.returncode == 0 and "usage" in helped.stdout
     missing = subprocess.run([str(BIN / "mosaic_metaplot"), str(tmp_path / "no.db"), "x.png", "d", "test_loss"],
@@ -138,6 +139,7 @@ HEAVY = ("torch", "snakemake", "matplotlib", "pandas", "scipy", "numpy")
 
 @pytest.mark.parametrize("layer", ["mosaic", "mosaic.experiment", "mosaic.results", "mosaic.ops",
                                    "mosaic.ops.cli", "mosaic.results.database", "mosaic.results.status",
+                                   "mosaic.results.compare", "mosaic.results.plots",
                                    "mosaic.ops.progress", "mosaic.ops.runner", "mosaic.ops.workflow_helpers"])
 def test_layers_do_not_import_heavy_modules(layer):
     """The layering is checked, not remembered: only mosaic.run (and the plotting/statistics

@@ -179,30 +179,38 @@ def mosaic_plotloss(argv):
     parser.add_argument("run_files_path", nargs="?", help="ignored (losses come from the database)")
     add_selectors(parser)
     parser.add_argument("-plot_size", type=int, default=3, help="K: panels per row and column")
+    parser.add_argument("--max-runs", type=int, help="draw the first N selected runs only (default: all)")
     args = parser.parse_args(argv)
     if args.plot_size < 1:
         raise UsageError("-plot_size must be at least 1")
+    if args.max_runs is not None and args.max_runs < 1:
+        raise UsageError("--max-runs must be at least 1")
     from mosaic.ops.runner import refuse_overwriting
     from mosaic.results.database import open_db
     from mosaic.results.plots import plotloss
 
     refuse_overwriting(args.output, [args.database])
     open_db(args.database).close()
-    drawn = plotloss(args.database, args.output, ids=selected_ids(args.database, args), plot_size=args.plot_size)
-    print(f"{drawn} runs drawn in {args.output}")
+    drawn, selected = plotloss(args.database, args.output, ids=selected_ids(args.database, args),
+                               plot_size=args.plot_size, max_runs=args.max_runs)
+    limited = f" (the first of {selected} selected: --max-runs {args.max_runs})" if drawn == args.max_runs else ""
+    print(f"{drawn} runs drawn in {args.output}{limited}")
     return 0
 
 
 @command
 def mosaic_metaplot(argv):
-    """Compare the model keys on one dataset: x = nb_params, y = VALUE (mean and spread over the
-    replicates), one line per model key. VALUE: test_loss, train_loss, duration, overfit,
-    trainability, slope or nb_params. DATASET: a dataset key or a data class name."""
+    """Compare the model keys on one dataset: x = nb_params, y = VALUE (the mean over the replicates,
+    a band of its 95% bootstrap confidence interval, the replicates as dots), one line per model key.
+    VALUE: test_loss, train_loss, duration, overfit, trainability, slope or nb_params.
+    DATASET: a dataset key or a data class name."""
     parser = parser_for(mosaic_metaplot)
     parser.add_argument("database")
     parser.add_argument("output", help="PNG or PDF file to write")
     parser.add_argument("dataset")
     parser.add_argument("value")
+    parser.add_argument("--log-x", action="store_true",
+                        help="nb_params on a log scale (default: when it spans more than two decades)")
     args = parser.parse_args(argv)
     from mosaic.ops.runner import refuse_overwriting
     from mosaic.results.database import open_db
@@ -210,8 +218,33 @@ def mosaic_metaplot(argv):
 
     refuse_overwriting(args.output, [args.database])
     open_db(args.database).close()
-    metaplot(args.database, args.output, args.dataset, args.value)
-    print(f"{args.output} written")
+    metaplot(args.database, args.output, args.dataset, args.value, log_x=True if args.log_x else None)
+    print(f"{args.output} written, and the numbers drawn in {os.path.splitext(args.output)[0]}.csv")
+    return 0
+
+
+@command
+def mosaic_compare(argv):
+    """Which architecture wins, and how sure: per dataset key, the replicates of each model key (and
+    each variant, e.g. width, when a model key has several) compared with the best one. Prints the
+    tables and a verdict per dataset key, stores them in the database (tables groups, comparisons,
+    verdicts) and writes comparison.csv, groups.csv, comparison.md and critical_difference.png into
+    OUT. README.md ("Which architecture wins") explains every column."""
+    parser = parser_for(mosaic_compare)
+    parser.add_argument("database")
+    parser.add_argument("--value", default="test_loss", help="the value compared (default: test_loss)")
+    parser.add_argument("--rope", type=float, metavar="R",
+                        help="region of practical equivalence: differences within R count as equal")
+    parser.add_argument("--higher-is-better", action="store_true",
+                        help="higher values are better (known for accuracy-like names)")
+    parser.add_argument("--out", help="folder of the files (default: <database>_plots)")
+    args = parser.parse_args(argv)
+    from mosaic.results.compare import run_compare
+
+    out = args.out or default_plots(args.database)
+    higher = True if args.higher_is_better else None
+    print(run_compare(args.database, out, args.value, higher, args.rope), end="")
+    print(f"tables written in {out}")
     return 0
 
 

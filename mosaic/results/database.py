@@ -6,8 +6,10 @@ Tables (SPEC §4):
     params(run_id, module_type, name, value)   free parameters of each module, typed, plus its `class`,
                                                rendered `key` and `section`; PROCESS values under 'PROCESS'
     losses(run_id, epoch, train_loss, test_loss, seconds)
+    metrics(run_id, epoch, name, value)        test-set metrics per epoch ([PROCESS] metrics, a metrics() hook)
+    final_metrics(run_id, name, value)         their values at the last epoch
     meta(name, value)                          schema_version, ini_path, run_files_path, built_at,
-                                               mosaic_version
+                                               mosaic_version, epoch_loss (how an epoch's loss is averaged)
 NaN and infinite losses are stored as NULL and the run is marked diverged.
 
 The database is always rebuilt as a whole from the run files and the current ini (so re-keying is
@@ -31,9 +33,21 @@ from mosaic.results.selection import (  # noqa: F401 (PROCESS_TYPE, parse_ids: k
     process_rows,
     row_matches,
 )
-from mosaic.runfiles import LOSSES, RunState, finite_or_none, read_losses, read_state, replacing, run_file
+from mosaic.runfiles import (
+    LOSSES,
+    METRICS,
+    RunState,
+    finite_or_none,
+    read_losses,
+    read_metrics,
+    read_state,
+    replacing,
+    run_file,
+)
 
 SCHEMA_VERSION = 1
+# How train_loss and test_loss of an epoch are computed (older versions: the mean of the batch means).
+EPOCH_LOSS = "per-sample mean: each batch weighted by its number of samples"
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -67,6 +81,8 @@ CREATE TABLE losses (
     PRIMARY KEY (run_id, epoch)
 );
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE metrics (run_id INTEGER, epoch INTEGER, name TEXT, value REAL, PRIMARY KEY (run_id, name, epoch));
+CREATE TABLE final_metrics (run_id INTEGER, name TEXT, value REAL, PRIMARY KEY (run_id, name));
 """
 
 # Created after the bulk insert: faster than maintaining them row by row.
@@ -116,6 +132,8 @@ def _fill(db, experiment):
                 for epoch, train, test, seconds in losses
             ],
         )
+        if state.status == "done":
+            _insert_metrics(db, run.run_id, process.run_files_path, run.run_hash)
     db.executescript(INDICES)
     meta = {
         "schema_version": SCHEMA_VERSION,
@@ -123,8 +141,28 @@ def _fill(db, experiment):
         "run_files_path": process.run_files_path,
         "built_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "mosaic_version": __version__,
+        "epoch_loss": EPOCH_LOSS,
     }
     db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+
+
+def _insert_metrics(db, run_id, run_files_path, run_hash):
+    try:
+        rows = read_metrics(run_file(run_files_path, run_hash, METRICS))
+    except (OSError, ValueError):
+        return  # a damaged metrics file costs the metrics, not the run
+    db.executemany(
+        "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
+        [(run_id, epoch, name, finite_or_none(value)) for epoch, name, value in rows],
+    )
+    last = {}
+    for epoch, name, value in rows:
+        if epoch >= last.get(name, (0, None))[0]:
+            last[name] = (epoch, value)
+    db.executemany(
+        "INSERT INTO final_metrics VALUES (?, ?, ?)",
+        [(run_id, name, finite_or_none(value)) for name, (_, value) in last.items()],
+    )
 
 
 def _read_run(run_files_path, run_hash):

@@ -13,6 +13,7 @@ import mosaic
 from mosaic import runfiles
 from mosaic.errors import MosaicError
 from mosaic.run.classes import construct, load_class, takes_run_info
+from mosaic.run.metrics import Metrics
 
 CHECKPOINT_FORMAT = 1
 
@@ -221,30 +222,59 @@ def batch_loss(loss_fn, prediction, target):
     return loss_fn(prediction, target)
 
 
+def batch_size(target):
+    """Samples in a batch: the first dimension of its target (1 for a scalar or a non-tensor)."""
+    return target.shape[0] if isinstance(target, torch.Tensor) and target.dim() > 0 else 1
+
+
+def per_sample(loss, samples, reduction):
+    """(the loss to backpropagate, the batch's loss summed over its samples).
+
+    An epoch's loss is the per-sample mean: each batch weighs its number of samples, so a partial last
+    batch counts for what it holds. reduction "mean" (torch's default, and assumed for a loss class
+    without a `reduction` attribute): the batch mean times its samples; "sum": the loss as it is;
+    "none" (one loss per element): their mean is backpropagated and counted like "mean".
+    """
+    if loss.dim() > 0:
+        loss = loss.mean()
+        reduction = "mean"
+    if reduction == "sum":
+        return loss, loss.detach()
+    return loss, loss.detach() * samples
+
+
 def train_epoch(pipeline, batches, optimizer):
     pipeline.train_mode(True)
+    reduction = getattr(pipeline.loss_fn, "reduction", "mean")
     total, count = 0.0, 0
     for x, y in batches:
         optimizer.zero_grad(set_to_none=True)
-        loss = batch_loss(pipeline.loss_fn, pipeline.forward(x), y)
+        samples = batch_size(y)
+        loss, summed = per_sample(batch_loss(pipeline.loss_fn, pipeline.forward(x), y), samples, reduction)
         if loss.requires_grad:
             loss.backward()
         pipeline.custom_backward(loss)
         optimizer.step()
-        total += loss.detach()
-        count += 1
+        total += summed
+        count += samples
     if count == 0:
         raise MosaicError("the train loader gave no batch")
     return float(total / count)
 
 
 @torch.no_grad()
-def evaluate(pipeline, batches):
+def evaluate(pipeline, batches, collect=None):
+    """The test loss (per-sample mean); `collect`, a list, receives the (prediction, target) of each batch."""
     pipeline.train_mode(False)
+    reduction = getattr(pipeline.loss_fn, "reduction", "mean")
     total, count = 0.0, 0
     for x, y in batches:
-        total += batch_loss(pipeline.loss_fn, pipeline.forward(x), y)
-        count += 1
+        samples = batch_size(y)
+        prediction = pipeline.forward(x)
+        total += per_sample(batch_loss(pipeline.loss_fn, prediction, y), samples, reduction)[1]
+        count += samples
+        if collect is not None:
+            collect.append((prediction, y))
     if count == 0:
         raise MosaicError("the test loader gave no batch")
     return float(total / count)
@@ -265,13 +295,14 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path, run, pipeline, optimizer, rows, duration):
+def save_checkpoint(path, run, pipeline, optimizer, rows, duration, metric_rows=()):
     state = {
         "format": CHECKPOINT_FORMAT,
         "run_hash": run.run_hash,
         "seed": run.seed,
         "epoch": len(rows),
         "losses": rows,
+        "metrics": list(metric_rows),
         "duration_s": duration,
         "models": pipeline.state(),
         "optimizer": optimizer.state_dict(),
@@ -319,23 +350,29 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     # which draws from the torch RNG, as it did before epoch 1 of the run being continued
     train_batches = batch_source(pipeline.train_loader, device)
     test_batches = batch_source(pipeline.test_loader, device)
-    rows, previous = [], 0.0
+    metrics = Metrics(experiment, pipeline.models[-1])
+    rows, metric_rows, previous = [], [], 0.0
     checkpoint = load_checkpoint(checkpoint_path, run, device)
     if checkpoint is not None and checkpoint["epoch"] <= target:
         pipeline.load_state(checkpoint["models"], folder)
         optimizer.load_state_dict(checkpoint["optimizer"])
         set_rng_state(checkpoint["rng"])
         rows, previous = list(checkpoint["losses"]), checkpoint["duration_s"]
+        metric_rows = list(checkpoint.get("metrics", []))
         log(f"continuing from the checkpoint at epoch {len(rows)}")
 
     diverged = False
     for epoch in range(len(rows) + 1, target + 1):
         tick = time.perf_counter()
         train_loss = train_epoch(pipeline, train_batches(), optimizer)
-        test_loss = evaluate(pipeline, test_batches())
+        collected = [] if metrics else None
+        test_loss = evaluate(pipeline, test_batches(), collected)
+        measured = metrics.compute(*zip(*collected)) if metrics else {}
         seconds = time.perf_counter() - tick
         rows.append((epoch, train_loss, test_loss, seconds))
-        log(f"epoch {epoch}/{target} train_loss={train_loss:.6e} test_loss={test_loss:.6e} {seconds:.3f}s")
+        metric_rows += [(epoch, name, value) for name, value in measured.items()]
+        extra = "".join(f" {name}={value:.6g}" for name, value in measured.items())
+        log(f"epoch {epoch}/{target} train_loss={train_loss:.6e} test_loss={test_loss:.6e}{extra} {seconds:.3f}s")
         if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
             diverged = True
             log(f"run {run.run_id} diverged at epoch {epoch}: train_loss={train_loss} test_loss={test_loss}")
@@ -343,12 +380,14 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         if every and epoch % every == 0 and epoch < target:
             elapsed = previous + time.perf_counter() - started
             pipeline.save_user_models(folder)  # what load_state reloads for models that are not nn.Modules
-            save_checkpoint(checkpoint_path, run, pipeline, optimizer, rows, elapsed)
+            save_checkpoint(checkpoint_path, run, pipeline, optimizer, rows, elapsed, metric_rows)
 
     duration = previous + time.perf_counter() - started
     pipeline.save_user_models(folder)
     runfiles.write_atomic(os.path.join(folder, runfiles.LOSSES), runfiles.format_losses(rows))
-    save_checkpoint(os.path.join(folder, runfiles.MODEL), run, pipeline, optimizer, rows, duration)
+    if metric_rows:
+        runfiles.write_atomic(os.path.join(folder, runfiles.METRICS), runfiles.format_metrics(metric_rows))
+    save_checkpoint(os.path.join(folder, runfiles.MODEL), run, pipeline, optimizer, rows, duration, metric_rows)
     result = {
         "run_hash": run.run_hash,
         "run_id": run.run_id,

@@ -89,3 +89,14 @@ def ini_copy_target():
 
 def final_targets():
     return [DATABASE, plotloss_target(), *metaplot_targets(), ini_copy_target()]
+
+
+def compare_files():
+    """The compare rule's outputs: tables, verdicts and their plots, beside the other plots."""
+    from mosaic.results.compare import output_names
+
+    return {name: os.path.join(PLOTS, file) for name, file in output_names(config["compare_value"]).items()}
+
+
+def compare_targets():
+    return list(compare_files().values())

@@ -10,6 +10,7 @@ rule plotloss:
         os.path.join(LOGS, "plotloss.log"),
     params:
         plot_size=config["plot_size"],
+        max_runs=config["plotloss_max_runs"],  # 10,000 runs would make a PDF of a gigabyte
     conda:
         "../envs/mosaic.yaml"
     script:

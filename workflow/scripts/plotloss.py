@@ -7,7 +7,12 @@ from mosaic.results.plots import plotloss, render_message
 
 with open(snakemake.log[0], "w") as sys.stderr:  # noqa: F821 (snakemake is injected)
     try:
-        plotloss(snakemake.input[0], snakemake.output[0], plot_size=snakemake.params.plot_size)  # noqa: F821
+        drawn, selected = plotloss(  # noqa: F821
+            snakemake.input[0], snakemake.output[0], plot_size=snakemake.params.plot_size,  # noqa: F821
+            max_runs=snakemake.params.max_runs,  # noqa: F821
+        )
+        if drawn < selected:
+            print(f"the first {drawn} of {selected} runs drawn (config plotloss_max_runs)", file=sys.stderr)
     except MosaicError as error:  # no run done yet: say so in the file
         print(error, file=sys.stderr)
         render_message(snakemake.output[0], f"no loss curves: {error}")  # noqa: F821

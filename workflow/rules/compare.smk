@@ -1,0 +1,25 @@
+# Which architecture wins, and how sure: statistics over the replicates, after the database (mosaic_compare).
+# The tables go into the database (groups, comparisons, verdicts) and beside the plots.
+localrules:
+    compare,
+
+
+rule compare:
+    input:
+        DATABASE,
+    output:
+        markdown=report(compare_files()["markdown"], caption="../report/compare.rst", category="Verdicts"),
+        comparison=report(compare_files()["comparison"], caption="../report/compare.rst", category="Verdicts"),
+        groups=report(compare_files()["groups"], caption="../report/compare.rst", category="Verdicts"),
+        diagram=report(compare_files()["diagram"], caption="../report/compare.rst", category="Verdicts"),
+        values=report(compare_files()["values"], caption="../report/compare.rst", category="Verdicts"),
+        curves=report(compare_files()["curves"], caption="../report/compare.rst", category="Verdicts"),
+    log:
+        os.path.join(LOGS, "compare.log"),
+    params:
+        value=config["compare_value"],
+        rope=config["compare_rope"],
+    conda:
+        "../envs/mosaic.yaml"
+    script:
+        "../scripts/compare.py"
