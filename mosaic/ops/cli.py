@@ -290,6 +290,23 @@ def mosaic_resume(argv):
                                  cores=state.get("cores"), profile=state.get("profile"))
 
 
+@command
+def mosaic_export(argv):
+    """Write a results database as files other tools open: CSV or Parquet tables (runs with one column a
+    parameter, losses in long form, params), or a TensorBoard log folder (one folder a run)."""
+    parser = parser_for(mosaic_export)
+    parser.add_argument("database")
+    parser.add_argument("output", help="folder to write into (created if missing)")
+    parser.add_argument("--format", default="csv", choices=("csv", "parquet", "tensorboard"))
+    args = parser.parse_args(argv)
+    from mosaic.results.export import export
+
+    written = export(args.database, args.output, args.format)
+    print(f"mosaic_export: wrote {len(written)} {'folders' if args.format == 'tensorboard' else 'files'}"
+          f" under {args.output}")
+    return 0
+
+
 def main():
     """`python -m mosaic.ops.cli NAME ...` runs the command mosaic_NAME."""
     if len(sys.argv) < 2 or f"mosaic_{sys.argv[1]}" not in COMMANDS:
