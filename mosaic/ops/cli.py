@@ -52,7 +52,7 @@ def default_plots(database):
 def add_selectors(parser, required=False):
     """-id / -status / -param, shared by mosaic_rerun and mosaic_plotloss."""
     parser.add_argument("-id", dest="ids", help="'all', '5', '1-3,7'")
-    parser.add_argument("-status", help="runs with this status (done, error, running, pending)")
+    parser.add_argument("-status", choices=("done", "error", "running", "pending"), help="runs with this status")
     parser.add_argument("-param", nargs=2, metavar=("NAME", "VALUE"),
                         help="runs whose parameter NAME (or TYPE.NAME) equals VALUE")
 

@@ -113,6 +113,11 @@ class Pipeline:
             if hasattr(model, "train"):
                 model.train(training)
 
+    @property
+    def has_custom_backward(self):
+        """True when a model that is not an nn.Module computes its own gradients (a backward method)."""
+        return any(not isinstance(m, torch.nn.Module) and hasattr(m, "backward") for m in self.models)
+
     def custom_backward(self, loss):
         for model in self.models:
             if not isinstance(model, torch.nn.Module) and hasattr(model, "backward"):
@@ -229,6 +234,11 @@ def train_epoch(pipeline, batches, optimizer):
         loss = batch_loss(pipeline.loss_fn, pipeline.forward(x), y)
         if loss.requires_grad:
             loss.backward()
+        elif not pipeline.has_custom_backward:
+            # nothing would learn, and the run would still be reported done
+            raise MosaicError(f"run {pipeline.run.run_id}: the loss does not require grad: the model's output is"
+                              " detached from its parameters (a .detach(), .item(), torch.no_grad() or numpy in"
+                              " forward?)")
         pipeline.custom_backward(loss)
         optimizer.step()
         total += loss.detach()
