@@ -213,7 +213,7 @@ def test_float_ranges_are_rounded():
         ("a, {1-2, b", "unbalanced braces"),
         ("a,, b", "empty item"),
         ("a,", "empty item"),
-        ("", "empty item"),
+        ("", "empty value"),
         ("'abc", "unterminated quote"),
         ("'a'b", "text after a closing quote"),
         ("{0-100000000}", "at most"),

@@ -1,5 +1,6 @@
 """Read and validate an ini file into an Experiment; errors name the file, section and key. Standard library only."""
 
+import ast
 import configparser
 import difflib
 import itertools
@@ -57,7 +58,12 @@ def _ini_error_message(ini_path, error):
         return f"{ini_path}: line {error.lineno}: text before the first [section] header: {error.line!r}"
     if isinstance(error, configparser.ParsingError):
         lineno, line = error.errors[0]
-        return f"{ini_path}: line {lineno}: cannot parse {line!r} (expected 'key = value')"
+        if isinstance(line, str) and line[:1] in "'\"":  # configparser gives the line as its repr
+            try:
+                line = ast.literal_eval(line)
+            except (ValueError, SyntaxError):
+                pass
+        return f"{ini_path}: line {lineno}: cannot parse {str(line).strip()!r} (expected 'key = value')"
     return f"{ini_path}: {' '.join(str(error).split())}"
 
 

@@ -27,6 +27,8 @@ _SIZE_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 def parse_values(text, where):
     """Parse a parameter value into its list of typed values; errors start with `where`."""
+    if not text.strip():
+        raise MosaicError(f"{where}: empty value")
     values = []
     for item, quoted in _split_items(text, where):
         if quoted:

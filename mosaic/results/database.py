@@ -84,8 +84,13 @@ PROCESS_FIELDS = (
 
 def build(experiment, db_path):
     """Build the database of `experiment` at `db_path` from its run files; replaces the old one atomically."""
+    if os.path.isdir(db_path):
+        raise MosaicError(f"{db_path}: is a folder; give a database file path")
     folder = os.path.dirname(os.path.abspath(db_path))
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise MosaicError(f"{db_path}: cannot create its folder: {error.strerror}") from None
     handle, tmp_path = tempfile.mkstemp(prefix=".mosaic-db-", suffix=".tmp", dir=folder)
     os.close(handle)
     try:

@@ -82,6 +82,8 @@ class Pipeline:
         for module in self.run.model_modules:
             cls = load_class(module.path, module.class_name)
             obj = construct(cls, module.param_dict(), self.run_info, label(self.run, module))
+            if not callable(getattr(obj, "forward", None)):
+                raise MosaicError(f"{label(self.run, module)}: a model class needs a forward() method")
             if hasattr(obj, "to"):
                 obj = obj.to(self.device) or obj
             self._merge_info(obj)
@@ -212,11 +214,19 @@ def batch_source(loader, device):
         and loader.num_workers == 0
     ) or isinstance(loader, (list, tuple))
     if fixed:
-        batches = [to_device(batch, device) for batch in loader]
+        batches = [to_device(checked_pair(batch), device) for batch in loader]
         if not batches:
             raise MosaicError("a data loader is empty")
         return lambda: batches
-    return lambda: (to_device(batch, device) for batch in loader)
+    return lambda: (to_device(checked_pair(batch), device) for batch in loader)
+
+
+def checked_pair(batch):
+    """A batch must be (inputs, targets); say so plainly rather than 'too many values to unpack'."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        size = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else f"a {type(batch).__name__}"
+        raise MosaicError(f"a data loader gave a batch of {size}; each batch must be (inputs, targets)")
+    return batch
 
 
 def batch_loss(loss_fn, prediction, target):
