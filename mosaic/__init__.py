@@ -17,3 +17,11 @@ def download_file(url, path):
     from mosaic.run.cache import download_file as _download_file
 
     return _download_file(url, path)
+
+
+def load(db_path):
+    """A results database as pandas DataFrames: `.runs` (one typed column a parameter), `.losses` (long form)
+    and `.params`; see mosaic.results.frames and README.md ("Results in a notebook")."""
+    from mosaic.results.frames import load as _load
+
+    return _load(db_path)

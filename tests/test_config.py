@@ -213,7 +213,7 @@ def test_float_ranges_are_rounded():
         ("a, {1-2, b", "unbalanced braces"),
         ("a,, b", "empty item"),
         ("a,", "empty item"),
-        ("", "empty item"),
+        ("", "empty value"),
         ("'abc", "unterminated quote"),
         ("'a'b", "text after a closing quote"),
         ("{0-100000000}", "at most"),
@@ -315,7 +315,6 @@ def test_monitor_defaults_and_optional_section(tmp_path):
         ("cache_size = 1T", "cache_size", 10**12),
         ("cache_size = 1024", "cache_size", 1024),
         ("cache_database_path = /tmp/elsewhere.db", "cache_database_path", "/tmp/elsewhere.db"),
-        ("note = 3\nlabel = abc", "extra", (("note", 3), ("label", "abc"))),
     ],
 )
 def test_monitor_values(tmp_path, lines, field, expected):

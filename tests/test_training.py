@@ -522,12 +522,11 @@ def test_torch_loss_by_name(tmp_path):
 
 
 def test_unknown_torch_loss_and_optimizer_are_mosaic_errors(tmp_path):
-    experiment = toy(tmp_path / "a", process="loss_function = NoSuchLoss\n")
+    # refused when the ini is read (tests/test_validation.py), before any run
     with pytest.raises(MosaicError, match="NoSuchLoss"):
-        train_run(experiment, experiment.runs[0], log=quiet)
-    experiment = toy(tmp_path / "b", process="optimizer = NoSuchOptim\n")
+        toy(tmp_path / "a", process="loss_function = NoSuchLoss\n")
     with pytest.raises(MosaicError, match="NoSuchOptim"):
-        train_run(experiment, experiment.runs[0], log=quiet)
+        toy(tmp_path / "b", process="optimizer = NoSuchOptim\n")
 
 
 def test_sgd_optimizer_by_name(tmp_path):

@@ -6,6 +6,7 @@ Importing a class file would import torch; a static scan of its syntax tree keep
 import ast
 import functools
 import os
+import sys
 
 from mosaic.errors import ConfigError, MosaicError, UserClassError
 
@@ -78,11 +79,28 @@ def resolve_file(written, ini_dir, place):
         if os.path.isfile(written):
             return os.path.realpath(written)
         raise ConfigError(place, f"file not found: {written}")
-    tried = list(dict.fromkeys([os.path.normpath(os.path.join(ini_dir, written)), os.path.abspath(written)]))
-    for candidate in tried:
-        if os.path.isfile(candidate):
-            return os.path.realpath(candidate)
+    beside_ini = os.path.normpath(os.path.join(ini_dir, written))
+    if os.path.isfile(beside_ini):
+        return os.path.realpath(beside_ini)
+    # The original resolved class files from the current directory (`./mosaic/share/mlp.py` run from the
+    # project's root): still found there, but said, since a same-named file there may not be the one meant.
+    in_cwd = os.path.abspath(written)
+    if os.path.isfile(in_cwd):
+        _warn_once(f"mosaic: warning: {written} is not in the ini's folder {ini_dir}; using {in_cwd}"
+                   " from the current directory")
+        return os.path.realpath(in_cwd)
+    tried = list(dict.fromkeys([beside_ini, in_cwd]))
     raise ConfigError(place, f"file not found: tried {' and '.join(tried)}")
+
+
+_warned = set()
+
+
+def _warn_once(line):
+    """One stderr line per message and process (an ini is read several times by one command)."""
+    if line not in _warned:
+        _warned.add(line)
+        print(line, file=sys.stderr, flush=True)
 
 
 def check_class(path, class_name, place):

@@ -1,6 +1,8 @@
 """Read and validate an ini file into an Experiment; errors name the file, section and key. Standard library only."""
 
+import ast
 import configparser
+import difflib
 import itertools
 import math
 import os
@@ -10,9 +12,17 @@ from mosaic.errors import ConfigError, where
 from mosaic.experiment.classscan import check_class, resolve_file
 from mosaic.experiment.expand import check_distinct_variants, expand_runs, module_json_text, process_json_text
 from mosaic.experiment.model import Experiment, Module, Monitor, Process, format_value
-from mosaic.experiment.values import FLOAT, INT, parse_size, parse_values, typed_scalar
+from mosaic.experiment.torchnames import LOSSES, OPTIMIZERS
+from mosaic.experiment.values import FLOAT, INT, MAX_COMBINATIONS, parse_size, parse_values, typed_scalar
 
 RESERVED_KEYS = ("type", "class", "path_to_class", "key")
+_GPU_NAME = re.compile(r"cuda:[0-9]+")
+
+
+def did_you_mean(word, candidates):
+    """' (did you mean 'x'?)' for the closest candidate to a misspelled `word`, or ''."""
+    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 DEFAULT_KEY_TEMPLATE = "{class}"
 _NO_DEFAULT_SECTION = "\x00mosaic: no default section\x00"
 
@@ -48,7 +58,12 @@ def _ini_error(ini_path, error):
         return ConfigError(ini_path, f"line {error.lineno}: text before the first [section] header: {error.line!r}")
     if isinstance(error, configparser.ParsingError):
         lineno, line = error.errors[0]
-        return ConfigError(ini_path, f"line {lineno}: cannot parse {line!r} (expected 'key = value')")
+        if isinstance(line, str) and line[:1] in "'\"":  # configparser gives the line as its repr
+            try:
+                line = ast.literal_eval(line)
+            except (ValueError, SyntaxError):
+                pass
+        return ConfigError(ini_path, f"line {lineno}: cannot parse {str(line).strip()!r} (expected 'key = value')")
     return ConfigError(ini_path, " ".join(str(error).split()))
 
 
@@ -71,7 +86,7 @@ class _Section:
         self.used.add(key)
         if key not in self.items:
             if required:
-                self.fail(key, "required key is missing")
+                self.fail(key, "required key is missing" + did_you_mean(key, set(self.items) - self.used))
             return default
         value = self.items[key].strip()
         if not value:
@@ -122,9 +137,25 @@ class _Section:
             self.fail(key, f"empty item in {value!r}")
         return names
 
-    def extra(self):
-        """Every key not read so far, typed, in ini order."""
-        return tuple((key, typed_scalar(value)) for key, value in self.items.items() if key not in self.used)
+    def extra(self, allowed=True):
+        """Every key not read so far, typed, in ini order.
+
+        A key close to one this section reads is taken for a typo (`multiplicty`), an error; other unknown
+        keys are errors too unless `allowed`.
+        """
+        extra = [(key, value) for key, value in self.items.items() if key not in self.used]
+        for key, _ in extra:
+            hint = did_you_mean(key, self.used)
+            if hint or not allowed:
+                self.fail(key, f"unknown key{hint or ' (known: ' + ', '.join(sorted(self.used)) + ')'}")
+        return tuple((key, typed_scalar(value)) for key, value in extra)
+
+    def torch_name(self, key, default, names, where_from):
+        """A name that must be one of torch's (`names`, known without importing torch)."""
+        value = self.identifier(key, default)
+        if value not in names:
+            self.fail(key, f"{where_from} has no {value!r}{did_you_mean(value, names)}")
+        return value
 
 
 def _local_path(written, ini_dir):
@@ -153,10 +184,10 @@ def _parse_process(section, ini_dir):
         data_scheme=tuple(data_scheme),
         pipeline_scheme=tuple(pipeline_scheme),
         run_files_path=_local_path(section.text("run_files_path", ".runs"), ini_dir),
-        loss_function=section.identifier("loss_function", "MSELoss"),
+        loss_function=section.torch_name("loss_function", "MSELoss", LOSSES, "torch.nn"),
         class_loss_function=loss_class,
         path_to_class_loss_function=loss_file,
-        optimizer=section.identifier("optimizer", "Adam"),
+        optimizer=section.torch_name("optimizer", "Adam", OPTIMIZERS, "torch.optim"),
         seed=section.integer("seed", 0),
         checkpoint_every=section.integer("checkpoint_every", None, minimum=0),
         extra=section.extra(),
@@ -182,7 +213,7 @@ def _parse_monitor(section, ini_dir):
         multiplicity=section.integer("multiplicity", 1, minimum=1),
         cache_database_path=_local_path(section.text("cache_database_path", "./cache.db"), ini_dir),
         cache_size=_cache_size(section),
-        extra=section.extra(),
+        extra=section.extra(allowed=False),
     )
 
 
@@ -192,7 +223,13 @@ def _gpu_list(section):
         section.used.add("gpu_available")
         return None
     names = section.name_list("gpu_available")
-    return None if names is None else tuple(part for name in names for part in name.split())
+    if names is None:
+        return None
+    devices = tuple(part for name in names for part in name.split())
+    for device in devices:
+        if not _GPU_NAME.fullmatch(device):
+            section.fail("gpu_available", f"{device!r} is not a GPU name like cuda:0 (write cuda:0, cuda:1 or None)")
+    return devices
 
 
 def _optional_count(section, key):
@@ -228,6 +265,10 @@ def _parse_class_section(section, ini_dir, scheme_types):
             section.fail("class", f"not a valid class name: {class_name!r}")
         check_class(path, class_name, section.place("class"))
     key_parts = _parse_key_template(template, section, grid_keys)
+    combinations = math.prod(len(values) for values in grid)
+    if combinations > MAX_COMBINATIONS:
+        raise ConfigError(section.ini_path, f"its parameters give {combinations} combinations"
+                          f" (at most {MAX_COMBINATIONS})", section=section.name)
 
     modules = []
     for combination in itertools.product(*grid):
@@ -273,6 +314,19 @@ def _render_key(parts, fields):
 
 
 
+def _check_scheme_types(shown, parser, process):
+    """Every type of the schemes has a section, checked before the sections: a misspelled scheme type
+    (`pipeline_scheme = enc, outt`) is named as such, not as a section whose type is unknown."""
+    section_types = {parser.get(name, "type").strip() for name in parser.sections()
+                     if name not in ("PROCESS", "MONITOR") and parser.has_option(name, "type")}
+    for key, types in (("data_scheme", process.data_scheme), ("pipeline_scheme", process.pipeline_scheme)):
+        for type_name in types:
+            if type_name not in section_types:
+                unused = section_types - set(process.data_scheme) - set(process.pipeline_scheme)
+                raise ConfigError(shown, f"no section has type {type_name!r}"
+                                  f"{did_you_mean(type_name, unused or section_types)}", section="PROCESS", key=key)
+
+
 def load_experiment(ini_path):
     """Parse, validate and expand an ini file into an Experiment; errors are one-line MosaicErrors."""
     shown = str(ini_path)
@@ -285,6 +339,7 @@ def load_experiment(ini_path):
     monitor = _parse_monitor(_Section(shown, parser, "MONITOR"), ini_dir)
 
     scheme = process.data_scheme + process.pipeline_scheme
+    _check_scheme_types(shown, parser, process)
     variants_by_type = {type_name: [] for type_name in scheme}
     for name in parser.sections():
         if name not in ("PROCESS", "MONITOR"):
@@ -298,6 +353,9 @@ def load_experiment(ini_path):
     for variants in variants_by_type.values():
         check_distinct_variants(variants, module_json, shown)
 
+    total = math.prod(len(variants) for variants in variants_by_type.values()) * monitor.multiplicity
+    if total > MAX_COMBINATIONS:
+        raise ConfigError(shown, f"the experiment gives {total} runs (at most {MAX_COMBINATIONS})")
     process_json = process_json_text(process, loss_in_ini)
     runs = expand_runs(variants_by_type, module_json, process, monitor, process_json)
     return Experiment(ini_path=absolute, process=process, monitor=monitor, runs=runs)

@@ -3,27 +3,32 @@
 `1, 2, {4-10}`, `relu, tanh`, `{0.1-0.5:0.1}`, `{1e-4..1e-1:log4}`: see config/README.md. Standard library only.
 """
 
+import decimal
 import math
 import re
 
 from mosaic.errors import ConfigError
 
 MAX_RANGE_VALUES = 1_000_000  # a typo like {0-100000000} must fail, not exhaust memory
+MAX_COMBINATIONS = 1_000_000  # likewise for the product of several ranges, and for the number of runs
 
-INT = re.compile(r"[+-]?\d+")
-FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_UNSIGNED = r"(?:\d+(?:\.\d+)?)"
-_SIGNED = r"(?:[+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][+-]?\d+)?)"
+# Only ASCII digits make numbers: `\d` would also read Arabic-Indic or full-width digits as integers.
+INT = re.compile(r"[+-]?[0-9]+")
+FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_UNSIGNED = r"(?:[0-9]+(?:\.[0-9]+)?)"
+_SIGNED = r"(?:[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
 _STEP = r"(?:\s*:\s*(?P<step>\S+))?"
 _DASH_RANGE = re.compile(rf"(?P<a>{_UNSIGNED})\s*-\s*(?P<b>{_UNSIGNED}){_STEP}")
 _DOT_RANGE = re.compile(rf"(?P<a>{_SIGNED})\s*\.\.\s*(?P<b>{_SIGNED}){_STEP}")
-_LOG_STEP = re.compile(r"log(\d+)")
-_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)B?", re.IGNORECASE)
+_LOG_STEP = re.compile(r"log([0-9]+)")
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([KMGT]?)B?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 
 def parse_values(text, where):
     """Parse a parameter value into its list of typed values; errors start with `where`."""
+    if not text.strip():
+        raise ConfigError(where, "empty value")
     values = []
     for item, quoted in _split_items(text, where):
         if quoted:
@@ -122,41 +127,57 @@ def _parse_range(item, where):
     if not match:
         hint = " (use {a..b} for negative or exponent bounds)" if ".." not in body else ""
         raise ConfigError(where, f"malformed range {item!r}{hint}")
-    start, stop, step = _number(match["a"]), _number(match["b"]), match["step"]
+    step = match["step"]
+    start, stop = _bound(match["a"]), _bound(match["b"])
     if start > stop:
         raise ConfigError(where, f"empty range {item!r} (start is above end)")
     if step is None:
-        if not (isinstance(start, int) and isinstance(stop, int)):
+        if not (_is_int(start, match["a"]) and _is_int(stop, match["b"])):
             raise ConfigError(where, f"range {item!r} has non-integer bounds; give a step, like {{0.1-0.5:0.1}}")
-        return _stepped(start, stop, 1, item, where)
+        return _stepped(start, stop, decimal.Decimal(1), True, item, where)
     log = _LOG_STEP.fullmatch(step)
     if log:
-        return _log_spaced(start, stop, int(log[1]), item, where)
+        return _log_spaced(float(start), float(stop), int(log[1]), item, where)
     if not FLOAT.fullmatch(step):
         raise ConfigError(where, f"malformed step {step!r} in range {item!r}")
-    step = _number(step)
-    if step <= 0:
+    step_value = _bound(step)
+    if step_value <= 0:
         raise ConfigError(where, f"step must be positive in range {item!r}")
-    return _stepped(start, stop, step, item, where)
+    integers = all(INT.fullmatch(text) for text in (match["a"], match["b"], step))  # {1e0..1e2:20} gives floats
+    return _stepped(start, stop, step_value, integers, item, where)
 
 
 def _number(text):
     return int(text) if INT.fullmatch(text) else float(text)
 
 
+def _bound(text):
+    """A range bound or step, exactly as written (Decimal: no binary rounding of 0.1 or of large offsets)."""
+    return decimal.Decimal(text)
+
+
+def _is_int(value, text):
+    """An integer bound of a range without step ({a..b} is {a-b}: integers): written without a decimal
+    point, with an integral value (5, -2, 1e3)."""
+    return "." not in text and value == value.to_integral_value()
+
+
 def _round(value):
-    """Round to 12 significant digits, so 0.1 + 0.2 shows as 0.3."""
+    """Round to 12 significant digits, so that log-spaced values show as 0.001, not 0.0009999999999999998."""
     return float(f"{value:.12g}")
 
 
-def _stepped(start, stop, step, item, where):
-    span = (stop - start) / step
-    count = math.floor(span + 1e-9 * max(1.0, abs(span))) + 1
+def _stepped(start, stop, step, integers, item, where):
+    try:  # exact in Decimal: the end point is never lost to rounding, whatever the offset
+        count = int((stop - start) // step) + 1
+    except decimal.InvalidOperation:  # a quotient beyond Decimal's 28 digits
+        count = math.inf
     if count > MAX_RANGE_VALUES:
-        raise ConfigError(where, f"range {item!r} gives {count} values (at most {MAX_RANGE_VALUES})")
-    if all(isinstance(x, int) for x in (start, stop, step)):
-        return list(range(start, stop + 1, step))
-    return [_round(start + i * step) for i in range(count)]
+        shown = count if count != math.inf else "too many"
+        raise ConfigError(where, f"range {item!r} gives {shown} values (at most {MAX_RANGE_VALUES})")
+    if integers:
+        return list(range(int(start), int(stop) + 1, int(step)))
+    return [float(start + i * step) for i in range(count)]
 
 
 def _log_spaced(start, stop, count, item, where):

@@ -64,7 +64,7 @@ def default_plots(database):
 def add_selectors(parser):
     """-id / -status / -param, shared by mosaic_rerun and mosaic_plotloss."""
     parser.add_argument("-id", dest="ids", help="'all', '5', '1-3,7'")
-    parser.add_argument("-status", help="runs with this status (done, error, running, pending)")
+    parser.add_argument("-status", choices=("done", "error", "running", "pending"), help="runs with this status")
     parser.add_argument("-param", nargs=2, metavar=("NAME", "VALUE"),
                         help="runs whose parameter NAME (or TYPE.NAME) equals VALUE")
 
@@ -370,6 +370,23 @@ def mosaic_resume(argv):
     plan = runner.Plan(state["ini"], state["database"], state["plots"], cores=state.get("cores"),
                        profile=state.get("profile"))
     return exit_status(runner.run(plan))
+
+
+@command
+def mosaic_export(argv):
+    """Write a results database as files other tools open: CSV or Parquet tables (runs with one column a
+    parameter, losses in long form, params), or a TensorBoard log folder (one folder a run)."""
+    parser = parser_for(mosaic_export)
+    parser.add_argument("database")
+    parser.add_argument("output", help="folder to write into (created if missing)")
+    parser.add_argument("--format", default="csv", choices=("csv", "parquet", "tensorboard"))
+    args = parser.parse_args(argv)
+    from mosaic.results.export import export
+
+    written = export(args.database, args.output, args.format)
+    print(f"mosaic_export: wrote {len(written)} {'folders' if args.format == 'tensorboard' else 'files'}"
+          f" under {args.output}")
+    return 0
 
 
 def main():

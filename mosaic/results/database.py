@@ -103,8 +103,13 @@ RUN_COLUMNS = (
 
 def build(experiment, db_path):
     """Build the database of `experiment` at `db_path` from its run files; replaces the old one atomically."""
+    if os.path.isdir(db_path):
+        raise DatabaseError(db_path, "is a folder; give a database file path")
     folder = os.path.dirname(os.path.abspath(db_path))
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise DatabaseError(db_path, f"cannot create its folder: {error.strerror}") from None
     with replacing(db_path) as tmp_path, closing(sqlite3.connect(tmp_path)) as db:
         # The temporary file is worthless until renamed: no journal, no syncs while filling it.
         db.execute("PRAGMA journal_mode = OFF")

@@ -25,7 +25,7 @@ def parse_ids(text):
     ids = set()
     for item in text.split(","):
         first, dash, last = (part.strip() for part in item.partition("-"))
-        if not first.isdigit() or (dash and not last.isdigit()):
+        if not first.isdecimal() or not first.isascii() or (dash and not (last.isdecimal() and last.isascii())):
             raise UsageError(f"bad run ids '{text}': expected 'all', '5', '1-3' or '1-3,7'")
         first, last = int(first), int(last) if dash else int(first)
         if last < first:

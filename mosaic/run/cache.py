@@ -125,6 +125,10 @@ def _database(db):
                 "size INTEGER NOT NULL, last_use REAL NOT NULL, mtime_ns INTEGER NOT NULL, "
                 "inode INTEGER NOT NULL)")
             connection.execute("CREATE INDEX IF NOT EXISTS cache_url ON cache (url)")
+            # Files a user registered with save_path_file: known to the cache, never counted, never deleted.
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS user_files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+                "registered REAL NOT NULL)")
             with connection:
                 yield connection
         finally:
@@ -268,10 +272,12 @@ def _evict(connection, limit, keep):
     if total <= limit:
         return
     rows = connection.execute("SELECT * FROM cache WHERE path != ? ORDER BY last_use", (keep,)).fetchall()
-    # Rows whose file is gone or was replaced by someone else take no space of ours: drop them first.
+    users = {row[0] for row in connection.execute("SELECT path FROM user_files")}
+    # Rows whose file is gone, was replaced by someone else, or that a user registered as their own take
+    # no space of ours: drop the rows first (never the files).
     valid = []
     for row in rows:
-        if _matches(row, _stat(row["path"])):
+        if row["path"] not in users and _matches(row, _stat(row["path"])):
             valid.append(row)
         else:
             connection.execute("DELETE FROM cache WHERE path = ?", (row["path"],))
@@ -287,6 +293,51 @@ def _evict(connection, limit, keep):
         size = connection.execute("SELECT size FROM cache WHERE path = ?", (keep,)).fetchone()[0]
         print(f"mosaic cache: {keep} ({size} bytes) is larger than the cache ({limit} bytes); kept, "
               "and every other cached file was evicted", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The original's helpers for files the user manages (mosaic.lib)
+
+
+def save_path_file(path):
+    """Register an existing local file as known to the cache; True when registered.
+
+    Registering again updates the one row (no duplicates). A registered file is the user's: it counts
+    against no limit and eviction never deletes it, even when a download later wrote the same path.
+    A missing file is not an error (the original's tutorial registers a file that may not exist): one
+    warning line on stderr, and False.
+    """
+    path = os.path.abspath(os.fspath(path))
+    stat = _stat(path)
+    if stat is None:
+        print(f"mosaic cache: save_path_file: {path} is not a file; not registered", file=sys.stderr, flush=True)
+        return False
+    with _database(db_path()) as connection:
+        connection.execute("INSERT OR REPLACE INTO user_files (path, size, registered) VALUES (?, ?, ?)",
+                           (path, stat.st_size, time.time()))
+    return True
+
+
+def get_path_file(path):
+    """True when `path` is known to the cache (downloaded by it or registered) and still exists."""
+    path = os.path.abspath(os.fspath(path))
+    db = db_path()
+    if _stat(path) is None or not os.path.exists(db):
+        return False
+    with _database(db) as connection:
+        found = connection.execute(
+            "SELECT 1 FROM user_files WHERE path = ? UNION ALL SELECT 1 FROM cache WHERE path = ?",
+            (path, path)).fetchone()
+    return found is not None
+
+
+def user_files():
+    """The paths registered with save_path_file, sorted."""
+    db = db_path()
+    if not os.path.exists(db):
+        return []
+    with _database(db) as connection:
+        return [row[0] for row in connection.execute("SELECT path FROM user_files ORDER BY path")]
 
 
 def entries():

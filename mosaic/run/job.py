@@ -96,7 +96,11 @@ def main(argv=None):
         print(f"mosaic: {error}", file=sys.stderr)
         return 1
     folder = runfiles.run_dir(experiment.process.run_files_path, run.run_hash)
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        print(f"mosaic: run {run.run_id}: cannot create its folder {folder}: {error.strerror}", file=sys.stderr)
+        return 1
     watch_snakemake()
     try:
         lock = hold_lock(folder)

@@ -83,6 +83,8 @@ class Pipeline:
         for module in self.run.model_modules:
             cls = load_class(module.path, module.class_name)
             obj = construct(cls, module.param_dict(), self.run_info, label(self.run, module))
+            if not callable(getattr(obj, "forward", None)):
+                raise MosaicError(f"{label(self.run, module)}: a model class needs a forward() method")
             if hasattr(obj, "to"):
                 obj = obj.to(self.device) or obj
             self._merge_info(obj)
@@ -113,6 +115,11 @@ class Pipeline:
         for model in self.models:
             if hasattr(model, "train"):
                 model.train(training)
+
+    @property
+    def has_custom_backward(self):
+        """True when a model that is not an nn.Module computes its own gradients (a backward method)."""
+        return any(not isinstance(m, torch.nn.Module) and hasattr(m, "backward") for m in self.models)
 
     def custom_backward(self, loss):
         for model in self.models:
@@ -208,11 +215,19 @@ def batch_source(loader, device):
         and loader.num_workers == 0
     ) or isinstance(loader, (list, tuple))
     if fixed:
-        batches = [to_device(batch, device) for batch in loader]
+        batches = [to_device(checked_pair(batch), device) for batch in loader]
         if not batches:
             raise MosaicError("a data loader is empty")
         return lambda: batches
-    return lambda: (to_device(batch, device) for batch in loader)
+    return lambda: (to_device(checked_pair(batch), device) for batch in loader)
+
+
+def checked_pair(batch):
+    """A batch must be (inputs, targets); say so plainly rather than 'too many values to unpack'."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        size = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else f"a {type(batch).__name__}"
+        raise MosaicError(f"a data loader gave a batch of {size}; each batch must be (inputs, targets)")
+    return batch
 
 
 def batch_loss(loss_fn, prediction, target):
@@ -253,6 +268,11 @@ def train_epoch(pipeline, batches, optimizer):
         loss, summed = per_sample(batch_loss(pipeline.loss_fn, pipeline.forward(x), y), samples, reduction)
         if loss.requires_grad:
             loss.backward()
+        elif not pipeline.has_custom_backward:
+            # nothing would learn, and the run would still be reported done
+            raise MosaicError(f"run {pipeline.run.run_id}: the loss does not require grad: the model's output is"
+                              " detached from its parameters (a .detach(), .item(), torch.no_grad() or numpy in"
+                              " forward?)")
         pipeline.custom_backward(loss)
         optimizer.step()
         total += summed
