@@ -103,3 +103,17 @@ def test_report_opened_in_a_browser_shows_the_ini_the_plots_and_their_captions(t
         links = [decoded(uri).decode() for uri in re.findall(r'href="(data:[^"]*base64,[^"]+)"', shown)]
         for line in filter(None, (line.strip("#*-| ") for line in text.splitlines())):
             assert line in shown or any(line in link for link in links), line
+
+
+def test_report_of_an_experiment_never_run_is_a_one_line_error(tmp_path, monkeypatch):
+    from mosaic.errors import MosaicError
+    from mosaic.ops.report import default_report, write_report
+
+    for name in ("experiment.ini", "classes.py"):
+        shutil.copy(ROOT / ".test" / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    assert default_report("out/database.db") == str(tmp_path / "out" / "database_report.html")
+    with pytest.raises(MosaicError, match=r"^no report written to .*report\.html: .+") as error:
+        write_report("experiment.ini", "database.db", "plots", "report.html")
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "report.html").exists()
