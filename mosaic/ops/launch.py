@@ -66,6 +66,8 @@ def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False
     done. partial: train nothing, rebuild the database and plots (mosaic_rekey).
     """
     experiment = load_experiment(ini)
+    if os.path.isdir(database):  # Snakemake would take the folder for a built database and train nothing
+        raise MosaicError(f"{database}: is a folder; give a database file path")
     _lock = hold_session_lock()
     state = session.save(ini, database, plots, cores=cores, profile=profile)
     if os.path.exists(session.PAUSE_FILE):
