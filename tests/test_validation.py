@@ -86,6 +86,9 @@ def test_process_extra_keys_stay_but_near_misses_fail(tmp_path):
     assert experiment.process.extra == (("momentum", 0.9), ("comment", "hello"))
     fails(tmp_path, tutorial("optimiser = SGD\n"), "[PROCESS] optimiser", "did you mean 'optimizer'?")
     fails(tmp_path, tutorial("checkpoint_evry = 5\n"), "did you mean 'checkpoint_every'?")
+    fails(tmp_path, tutorial("Optimizer = SGD\n"), "[PROCESS] Optimizer", "did you mean 'optimizer'?")
+    experiment = load(tmp_path, tutorial("epochs_max = 10\nseed_note = first\n"))
+    assert experiment.process.extra == (("epochs_max", 10), ("seed_note", "first"))
 
 
 def test_missing_required_key_names_the_near_miss(tmp_path):
