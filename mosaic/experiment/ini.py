@@ -17,6 +17,8 @@ from mosaic.experiment.values import FLOAT, INT, MAX_COMBINATIONS, parse_size, p
 
 RESERVED_KEYS = ("type", "class", "path_to_class", "key")
 _GPU_NAME = re.compile(r"cuda:[0-9]+")
+DEFAULT_KEY_TEMPLATE = "{class}"
+_NO_DEFAULT_SECTION = "\x00mosaic: no default section\x00"
 
 
 def did_you_mean(word, candidates, cutoff=0.75):
@@ -25,8 +27,6 @@ def did_you_mean(word, candidates, cutoff=0.75):
     same_but_case = [candidate for candidate in sorted(candidates) if candidate.lower() == word.lower()]
     close = same_but_case or difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=cutoff)
     return f" (did you mean {close[0]!r}?)" if close else ""
-DEFAULT_KEY_TEMPLATE = "{class}"
-_NO_DEFAULT_SECTION = "\x00mosaic: no default section\x00"
 
 
 def _read_ini(ini_path):

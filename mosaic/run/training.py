@@ -283,12 +283,14 @@ def rng_state():
 
 
 def set_rng_state(state):
+    """Restore rng_state(); its tensors may have been loaded onto a GPU (map_location), the setters want them
+    on the CPU."""
     random.setstate(tuple(state["python"]))
     name, keys, position, has_gauss, cached_gaussian = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([cuda_state.cpu() for cuda_state in state["cuda"]])
 
 
 def save_checkpoint(path, run, pipeline, optimizer, rows, duration):
