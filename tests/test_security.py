@@ -54,7 +54,7 @@ def test_a_planted_checkpoint_runs_no_code(tmp_path, capfd):
     folder.mkdir(parents=True)
     marker = tmp_path / "pwned"
     with open(folder / "checkpoint.pt", "wb") as handle:
-        pickle.dump({"format": 2, "run_hash": run.run_hash, "payload": Payload(marker)}, handle)
+        pickle.dump({"format": 2, "run_hash": run.run_hash, "payload": Payload(marker)}, handle, protocol=2)
     lines = []
     train_run(experiment, run, log=lines.append)
     assert not marker.exists()
