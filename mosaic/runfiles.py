@@ -118,12 +118,13 @@ def read_json(path):
         return json.load(handle)
 
 
-def try_lock(path):
+def try_lock(path, mode=0o666):
     """An open file holding an exclusive flock on `path`, or None if a live process holds it.
 
     Keep the file open while the lock is needed; the kernel drops it when the process dies.
+    `mode` (less the umask) applies when the file is created.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
     handle = os.fdopen(fd, "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

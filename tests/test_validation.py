@@ -1,6 +1,7 @@
 """Validation when the ini is read (not in every job), and the defects it used to let through."""
 
 import subprocess
+import sys
 
 import pytest
 
@@ -54,8 +55,6 @@ def test_reading_an_ini_does_not_import_torch(tmp_path):
     ini = write_ini(tmp_path, tutorial("optimizer = SGD\n"))
     code = f"import sys; from mosaic.experiment import load_experiment; load_experiment({str(ini)!r});" \
            "print('torch' in sys.modules)"
-    import sys
-
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
 
@@ -86,6 +85,9 @@ def test_process_extra_keys_stay_but_near_misses_fail(tmp_path):
     assert experiment.process.extra == (("momentum", 0.9), ("comment", "hello"))
     fails(tmp_path, tutorial("optimiser = SGD\n"), "[PROCESS] optimiser", "did you mean 'optimizer'?")
     fails(tmp_path, tutorial("checkpoint_evry = 5\n"), "did you mean 'checkpoint_every'?")
+    fails(tmp_path, tutorial("Optimizer = SGD\n"), "[PROCESS] Optimizer", "did you mean 'optimizer'?")
+    experiment = load(tmp_path, tutorial("epochs_max = 10\nseed_note = first\n"))
+    assert experiment.process.extra == (("epochs_max", 10), ("seed_note", "first"))
 
 
 def test_missing_required_key_names_the_near_miss(tmp_path):
@@ -153,6 +155,8 @@ def test_class_file_beside_the_ini_wins_over_the_current_directory(tmp_path, mon
 def test_class_file_found_only_in_the_current_directory_gets_one_warning(tmp_path, monkeypatch, capfd):
     from tests.test_config import write_ini
 
+    monkeypatch.setenv("MOSAIC_WARNED", "")  # restored afterwards: the warning state is per test
+
     ini = write_ini(tmp_path / "exp", tutorial(sections=DATASET + FUNNEL + FUNNEL.replace(
         "[mlp_funnel]", "[mlp_brick]").replace("class = mlp_funnel", "class = mlp_brick")))
     (tmp_path / "exp" / "mlp.py").rename(tmp_path / "mlp.py")
@@ -162,6 +166,9 @@ def test_class_file_found_only_in_the_current_directory_gets_one_warning(tmp_pat
     assert experiment.runs[0].model_modules[0].path == str((tmp_path / "mlp.py").resolve())
     lines = capfd.readouterr().err.splitlines()
     assert len(lines) == 1 and "mlp.py is not in the ini's folder" in lines[0], lines
+    code = f"from mosaic.experiment import load_experiment; load_experiment({str(ini)!r})"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert child.stderr == ""  # a process this one starts (Snakemake, a job) does not say it again
 
 
 # ---------------------------------------------------------------- commands and training

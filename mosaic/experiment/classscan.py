@@ -5,6 +5,7 @@ Importing a class file would import torch; a static scan of its syntax tree keep
 
 import ast
 import functools
+import hashlib
 import os
 import sys
 
@@ -93,13 +94,16 @@ def resolve_file(written, ini_dir, place):
     raise ConfigError(place, f"file not found: tried {' and '.join(tried)}")
 
 
-_warned = set()
+_WARNED = "MOSAIC_WARNED"  # digests of the warnings given, inherited by Snakemake and its jobs
 
 
 def _warn_once(line):
-    """One stderr line per message and process (an ini is read several times by one command)."""
-    if line not in _warned:
-        _warned.add(line)
+    """One stderr line per message for a command and the processes it starts (mosaic_run, Snakemake and
+    every job read the ini)."""
+    digest = hashlib.sha1(line.encode()).hexdigest()[:12]
+    given = [d for d in os.environ.get(_WARNED, "").split(",") if d]
+    if digest not in given:
+        os.environ[_WARNED] = ",".join([*given, digest])
         print(line, file=sys.stderr, flush=True)
 
 

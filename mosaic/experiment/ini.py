@@ -17,14 +17,16 @@ from mosaic.experiment.values import FLOAT, INT, MAX_COMBINATIONS, parse_size, p
 
 RESERVED_KEYS = ("type", "class", "path_to_class", "key")
 _GPU_NAME = re.compile(r"cuda:[0-9]+")
-
-
-def did_you_mean(word, candidates):
-    """' (did you mean 'x'?)' for the closest candidate to a misspelled `word`, or ''."""
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 DEFAULT_KEY_TEMPLATE = "{class}"
 _NO_DEFAULT_SECTION = "\x00mosaic: no default section\x00"
+
+
+def did_you_mean(word, candidates, cutoff=0.75):
+    """' (did you mean 'x'?)' for the closest candidate to a misspelled `word` (or one differing only in
+    case), or ''."""
+    same_but_case = [candidate for candidate in sorted(candidates) if candidate.lower() == word.lower()]
+    close = same_but_case or difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _read_ini(ini_path):
@@ -145,7 +147,8 @@ class _Section:
         """
         extra = [(key, value) for key, value in self.items.items() if key not in self.used]
         for key, _ in extra:
-            hint = did_you_mean(key, self.used)
+            # a stricter cutoff where extra keys are allowed: `epochs_max` is a key of its own, not a typo
+            hint = did_you_mean(key, self.used, cutoff=0.75 if not allowed else 0.85)
             if hint or not allowed:
                 self.fail(key, f"unknown key{hint or ' (known: ' + ', '.join(sorted(self.used)) + ')'}")
         return tuple((key, typed_scalar(value)) for key, value in extra)

@@ -3,8 +3,8 @@
 import os
 import subprocess
 
-from mosaic.errors import MosaicError
-from mosaic.ops import runner
+from mosaic.errors import RunError
+from mosaic.ops import runner, session
 
 
 def default_report(database):
@@ -16,11 +16,13 @@ def default_report(database):
 def write_report(ini, database, plots, path):
     """`snakemake --report path` for the runs done (a failed run leaves no hole: partial=True)."""
     path = os.path.abspath(path)
-    state = {"ini": os.path.abspath(ini), "database": os.path.abspath(database), "plots": os.path.abspath(plots),
-             "workdir": os.getcwd()}
-    command = runner.snakemake_command(state, 1, partial=True, extra=["--report", path])
+    state = {"ini": os.path.abspath(ini), "database": os.path.abspath(database), "plots": os.path.abspath(plots)}
+    os.makedirs(session.STATE_DIR, exist_ok=True)
+    config_file = runner.write_config_file(runner.run_config(state, partial=True),
+                                           os.path.join(session.STATE_DIR, "report-config.yaml"))
+    command = runner.snakemake_command(os.getcwd(), config_file, 1, extra=["--report", path], logger=False)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not os.path.exists(path):
         lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-        raise MosaicError(f"no report written to {path}: {lines[-1] if lines else 'snakemake said nothing'}")
+        raise RunError(f"no report written to {path}: {lines[-1] if lines else 'snakemake said nothing'}")
     return path

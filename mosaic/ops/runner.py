@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from mosaic import runfiles
-from mosaic.errors import BusyError, PausedError, RunError, UsageError
+from mosaic.errors import BusyError, DatabaseError, PausedError, RunError, UsageError
 from mosaic.experiment import load_experiment
 from mosaic.ops import progress, session
 from mosaic.ops.paths import snakefile, workflow_root
@@ -288,6 +288,8 @@ def run_snakemake(command, log_path, display, tracker, workdir):
 def check_outputs(plan, experiment):
     """No output may overwrite an input, and Snakemake reads braces in its file patterns as wildcards."""
     refuse_overwriting(plan.database, [plan.ini])
+    if os.path.isdir(plan.database):  # Snakemake would take the folder for a built database and train nothing
+        raise DatabaseError(plan.database, "is a folder; give a database file path")
     refuse_overwriting(plan.plots, [plan.ini, plan.database])
     for path in (plan.database, plan.plots, experiment.process.run_files_path):
         for character in "{}":

@@ -11,35 +11,64 @@ import time
 from mosaic.errors import MosaicError
 from mosaic.runfiles import try_lock
 
-DEFAULT_LOCK_DIR = "/tmp/mosaic-gpu-locks"
+DEFAULT_LOCK_DIR = f"/tmp/mosaic-gpu-locks-{os.getuid()}"  # one a user: nobody else can create or replace locks
+DEFAULT_WAIT_S = 3600.0
+
+
+class GpuWaitTimeout(MosaicError, TimeoutError):
+    """No device of the list became free in time; the message names them and the lock folder."""
 
 
 def default_lock_dir():
-    """The folder of the lock files: MOSAIC_GPU_LOCK_DIR (read at each call), else DEFAULT_LOCK_DIR."""
+    """The folder of the lock files: MOSAIC_GPU_LOCK_DIR (read at each call), else DEFAULT_LOCK_DIR.
+
+    A team sharing GPUs sets MOSAIC_GPU_LOCK_DIR to a folder of their common group (see README.md, "GPUs").
+    """
     return os.environ.get("MOSAIC_GPU_LOCK_DIR") or DEFAULT_LOCK_DIR
+
+
+def default_wait():
+    """Seconds a job waits for a free GPU: MOSAIC_GPU_WAIT_S, else DEFAULT_WAIT_S."""
+    value = os.environ.get("MOSAIC_GPU_WAIT_S")
+    if not value:
+        return DEFAULT_WAIT_S
+    try:
+        return float(value)
+    except ValueError:
+        raise MosaicError(f"MOSAIC_GPU_WAIT_S: not a number of seconds: {value!r}") from None
+
+
+def prepare_lock_dir(lock_dir):
+    """Create the lock folder (private to this user) or check the one there: ours or a group's, never
+    writable by everyone, so that no other user can swap the lock files."""
+    if not os.path.isdir(lock_dir):
+        os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+    stat = os.stat(lock_dir)
+    if stat.st_mode & 0o002 or stat.st_uid not in (os.getuid(), 0) and not stat.st_mode & 0o020:
+        raise MosaicError(f"{lock_dir}: GPU lock folder is writable by everyone or belongs to another user;"
+                          " remove it, or set MOSAIC_GPU_LOCK_DIR to a folder of yours or of your group")
 
 
 def acquire_slot(devices, lock_dir=None, poll=0.2, timeout=None):
     """(device, lock handle) for the first free device; waits for one when all are busy.
 
-    Keep the handle open for as long as the device is used. lock_dir: default_lock_dir() by default.
+    Keep the handle open for as long as the device is used. lock_dir: default_lock_dir() by default;
+    timeout: seconds to wait (None: default_wait()), then GpuWaitTimeout.
     """
     lock_dir = lock_dir or default_lock_dir()
-    if not os.path.isdir(lock_dir):
-        os.makedirs(lock_dir, exist_ok=True)
-        try:  # shared by every user of the machine, like /tmp
-            os.chmod(lock_dir, 0o1777)
-        except PermissionError:
-            pass
-    deadline = None if timeout is None else time.monotonic() + timeout
+    prepare_lock_dir(lock_dir)
+    timeout = default_wait() if timeout is None else timeout
+    deadline = time.monotonic() + timeout
     while True:
         for device in devices:
             name = device.replace(":", "_").replace("/", "_")
-            handle = try_lock(os.path.join(lock_dir, f"{name}.lock"))
+            handle = try_lock(os.path.join(lock_dir, f"{name}.lock"), mode=0o660)
             if handle is not None:
                 return device, handle
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"no free device among {', '.join(devices)}")
+        if time.monotonic() > deadline:
+            raise GpuWaitTimeout(
+                f"no free device among {', '.join(devices)} after waiting {timeout:g} s (another job holds"
+                f" them; locks in {lock_dir}; MOSAIC_GPU_WAIT_S sets the wait)")
         time.sleep(poll)
 
 
@@ -101,6 +130,9 @@ def select_device(monitor, run_label):
     for device in devices:
         index = int(cuda_index(device))
         physical[f"cuda:{inherited[index] if index < len(inherited) else index}"] = device
-    locked, handle = acquire_slot(list(physical))
+    try:
+        locked, handle = acquire_slot(list(physical))
+    except GpuWaitTimeout as error:
+        raise GpuWaitTimeout(f"{run_label}: {error}") from None
     os.environ["CUDA_VISIBLE_DEVICES"] = cuda_index(locked)
     return "cuda:0", handle, physical[locked]

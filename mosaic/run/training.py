@@ -4,6 +4,7 @@ import math
 import os
 import platform
 import random
+import sys
 import time
 
 import numpy as np
@@ -15,7 +16,7 @@ from mosaic.errors import MosaicError
 from mosaic.run.classes import construct, load_class, takes_run_info
 from mosaic.run.metrics import Metrics
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: random states without numpy arrays (weights_only loading)
 
 
 def seed_everything(seed):
@@ -301,18 +302,25 @@ def evaluate(pipeline, batches, collect=None):
 
 
 def rng_state():
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The random generators' states, made only of tensors, numbers and lists: loadable with weights_only=True."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss),
+                   float(cached_gaussian)]
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    """Restore rng_state(); its tensors may have been loaded onto a GPU (map_location), the setters want them
+    on the CPU."""
+    random.setstate(tuple(state["python"]))
+    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([cuda_state.cpu() for cuda_state in state["cuda"]])
 
 
 def save_checkpoint(path, run, pipeline, optimizer, rows, duration, metric_rows=()):
@@ -337,7 +345,14 @@ def load_checkpoint(path, run, device):
     """A checkpoint of this run, or None when there is none (or it belongs to another run)."""
     if not os.path.exists(path):
         return None
-    state = torch.load(path, map_location=device, weights_only=False)
+    try:
+        # weights_only: a checkpoint holds tensors, numbers and lists only, so a runs folder someone else
+        # wrote cannot run code here; one that does not load that way (or an older format) is not used
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises several types for a foreign or damaged file
+        print(f"mosaic: {path}: not used ({type(error).__name__}: {str(error).splitlines()[0][:200]})",
+              file=sys.stderr, flush=True)
+        return None
     if state.get("format") != CHECKPOINT_FORMAT or state.get("run_hash") != run.run_hash:
         return None
     return state
