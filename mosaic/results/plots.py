@@ -11,9 +11,9 @@ import statistics
 from collections import defaultdict
 from contextlib import closing
 
+from mosaic.errors import MosaicError
 from mosaic.results.database import PROCESS_TYPE, open_db, select_run_ids
 from mosaic.runfiles import replacing
-from mosaic.errors import MosaicError
 
 # metaplot VALUE -> runs column; the aliases are the original's and the spec's spellings.
 METAPLOT_VALUES = {
