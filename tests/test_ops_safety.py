@@ -171,3 +171,14 @@ def test_rerun_leaves_a_run_being_trained_alone(tmp_path):
     assert "run 2 is being trained; nothing was changed" in refused.stderr
     assert all((folder / runfiles.CHECKPOINT).exists() for folder in folders)
     assert not any((folder / runfiles.CONTINUE).exists() for folder in folders)
+
+
+@pytest.mark.slow
+def test_a_stale_snakemake_lock_is_cleared(tmp_path):
+    """What a kill -9 of Snakemake leaves; no snakemake lives in the folder, so mosaic_run unlocks it."""
+    exp = Experiment(tmp_path, small_settings(widths="2"))
+    locks = exp.folder / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.output.lock").write_text(str(exp.folder / "database.db") + "\n")
+    exp.run("-n", check=0)
+    assert not os.listdir(locks)

@@ -173,3 +173,5 @@ def test_the_wheel_ships_the_workflow(tmp_path):
                  "workflow/schemas/config.schema.yaml", "workflow/report/workflow.rst", "workflow/report/metaplot.rst"):
         assert f"mosaic/_workflow/{path}" in names, path
     assert not any(name.startswith(("share/", "workflow/", "tests/")) for name in names)
+    # the Snakemake logger plugin behind mosaic_run's progress display
+    assert "mosaic/ops/snakemake_plugins/snakemake_logger_plugin_mosaic/__init__.py" in names

@@ -85,6 +85,8 @@ def mosaic_run(argv):
     Class files are found relative to the ini's folder. Runs already done are kept; a run that
     raises does not stop the others. Ctrl-C pauses (running runs finish), twice stops at once.
     Arguments after `--` go to snakemake as they are.
+    Exit status: 0 every run done, 1 runs failed, 2 bad input, 3 another command works in this
+    folder, 4 paused with runs left (mosaic_resume finishes them).
     """
     parser = parser_for(mosaic_run)
     parser.add_argument("ini", help="the experiment's ini file")

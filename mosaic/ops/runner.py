@@ -24,6 +24,7 @@ from mosaic.results.status import states_of
 
 PR_SET_PDEATHSIG = 1
 TICK_S = 1.0  # how often the display and the pause request are refreshed
+CONFIG_FILE = os.path.join(session.STATE_DIR, "config.yaml")  # the workflow's config for this experiment
 
 
 @dataclass
@@ -111,7 +112,7 @@ def live_snakemake_in(workdir):
     return None
 
 
-def clear_stale_snakemake_lock(workdir):
+def clear_stale_snakemake_lock(workdir, config_file):
     """After a kill -9, Snakemake's lock stays behind. It is stale unless a live Snakemake works here:
     then refuse rather than unlock under it."""
     locks = os.path.join(workdir, ".snakemake", "locks")
@@ -120,8 +121,11 @@ def clear_stale_snakemake_lock(workdir):
     pid = live_snakemake_in(workdir)
     if pid is not None:
         raise BusyError(workdir, f"a snakemake process (pid {pid}) is working in this folder")
-    command = [sys.executable, "-m", "snakemake", "--snakefile", snakefile(), "--directory", workdir, "--unlock"]
-    subprocess.run(command, capture_output=True, check=False)
+    command = snakemake_command(workdir, config_file, 1, logger=False, extra=["--unlock"])
+    unlocked = subprocess.run(command, capture_output=True, text=True, check=False)
+    if unlocked.returncode != 0:
+        raise BusyError(workdir, "cannot remove Snakemake's stale lock: "
+                        + (unlocked.stderr.strip().splitlines() or ["snakemake --unlock failed"])[-1])
 
 
 # ---------------------------------------------------------------- the command
@@ -328,7 +332,7 @@ def run(plan, out=None):
         state = session.save(plan.ini, plan.database, plan.plots, cores=plan.cores, profile=plan.profile)
         if os.path.exists(session.PAUSE_FILE):
             os.remove(session.PAUSE_FILE)
-        clear_stale_snakemake_lock(state["workdir"])
+        clear_stale_snakemake_lock(state["workdir"], write_config_file(run_config(state), CONFIG_FILE))
         forcerun = list(plan.prepare(experiment)) if plan.prepare else []
         if plan.rebuild_only:
             forcerun.append("database")
@@ -341,7 +345,7 @@ def run_locked(plan, experiment, state, forcerun, out):
     gpus = gpu_count(experiment, profile)
     also = write_run_list([run.run_hash for run in plan.retrain]) if plan.retrain else None
     partial = bool(plan.retrain) or plan.rebuild_only
-    config_file = write_config_file(run_config(state, partial, also), os.path.join(session.STATE_DIR, "config.yaml"))
+    config_file = write_config_file(run_config(state, partial, also), CONFIG_FILE)
 
     def command(forced, extra=()):
         return snakemake_command(state["workdir"], config_file, cores, profile=profile, gpus=gpus,
@@ -383,7 +387,7 @@ def run_locked(plan, experiment, state, forcerun, out):
     elif outcome.failed:
         print(f"mosaic: building the database and plots from the {outcome.done} runs done", file=out, flush=True)
         partial_config = write_config_file(run_config(state, partial=True),
-                                           os.path.join(session.STATE_DIR, "config.yaml"))
+                                           CONFIG_FILE)
         rebuild = snakemake_command(state["workdir"], partial_config, cores, profile=profile,
                                     forcerun=["database"], extra=plan.extra, logger=False)
         with open(log_path, "ab") as log:

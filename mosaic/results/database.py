@@ -1,6 +1,6 @@
 """The results database (SQLite), rebuilt from the per-run files, and the run selections read from it.
 
-Tables (SPEC §4):
+Tables:
     runs(run_id, run_hash, pipeline, status, replicate, seed, nb_params, epochs, train_loss, test_loss,
          overfit, trainability, slope, duration_s, error, diverged, device, dataset_key, model_key)
     params(run_id, module_type, name, value)   free parameters of each module, typed, plus its `class`,
