@@ -306,3 +306,14 @@ def test_values_and_curves_plots_draw_their_csv(db_path, tmp_path):  # noqa: F81
     assert float(brick[-1]["mean"]) == pytest.approx(np.mean(finals))
     half = stats.t.ppf(0.975, 3) * np.std(finals, ddof=1) / 2
     assert float(brick[-1]["ci_high"]) == pytest.approx(np.mean(finals) + half)
+
+
+def test_nothing_finished_yet_still_writes_every_file(db_path, tmp_path):  # noqa: F811
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE runs SET status = 'pending', test_loss = NULL")
+        db.execute("DELETE FROM losses")
+    out = tmp_path / "o"
+    text = cmp.run_compare(db_path, str(out))
+    assert "verdict: no finished replicate has a test_loss: nothing to compare" in text
+    for name in cmp.output_names("test_loss").values():
+        assert (out / name).stat().st_size > 0

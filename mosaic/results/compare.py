@@ -410,7 +410,7 @@ def compare_dataset(groups, value, higher=False, rope=None, seed=SEED, n_resampl
         return (0, -mean if higher else mean, group.label)
 
     described.sort(key=order)
-    best, best_description = described[0]
+    best = described[0][0]
     comparisons = []
     for group, _ in described[1:]:
         row = {"dataset_key": best.dataset_key, "value": value, "label": group.label, "versus": best.label}

@@ -464,7 +464,10 @@ def draw_curves(curves, loss="test_loss", axes=None):
         ax.set_title(str(dataset_key))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"mean {loss}")
-        ax.legend(title="band: 95% CI of the mean (t)", fontsize="x-small", title_fontsize="x-small")
+        if by_label:
+            ax.legend(title="band: 95% CI of the mean (t)", fontsize="x-small", title_fontsize="x-small")
+        else:
+            ax.text(0.5, 0.5, "no finished run", ha="center", va="center", transform=ax.transAxes)
     fig = axes[0].figure
     fig.tight_layout()
     return fig
