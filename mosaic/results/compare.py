@@ -24,7 +24,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 
 from mosaic.errors import MosaicError
-from mosaic.results.database import PROCESS_TYPE, open_db
+from mosaic.results.database import PROCESS_TYPE, data_types_by_run, open_db
 from mosaic.runfiles import replacing, write_atomic
 
 CONFIDENCE = 0.95
@@ -110,12 +110,7 @@ def higher_is_better(value):
 
 def _model_variants(db):
     """{run_id: {'type.name': value}} of the parameters of each run's model modules."""
-    data_types = {
-        run_id: set(scheme.split(","))
-        for run_id, scheme in db.execute(
-            "SELECT run_id, value FROM params WHERE module_type = ? AND name = 'data_scheme'", (PROCESS_TYPE,)
-        )
-    }
+    data_types = data_types_by_run(db)
     params = defaultdict(dict)
     for run_id, module_type, name, value in db.execute(
         "SELECT run_id, module_type, name, value FROM params WHERE module_type != ?"

@@ -248,3 +248,13 @@ def select_run_ids(db_path, ids=None, status=None, param=None):
         ids = set(ids)
         found = [run_id for run_id in found if run_id in ids]
     return found
+
+
+def data_types_by_run(db):
+    """{run_id: set of the types in its PROCESS data_scheme}: which modules of a run are its data."""
+    return {
+        run_id: set(scheme.split(","))
+        for run_id, scheme in db.execute(
+            "SELECT run_id, value FROM params WHERE module_type = ? AND name = 'data_scheme'", (PROCESS_TYPE,)
+        )
+    }

@@ -1,4 +1,4 @@
-"""The three run indicators of SPEC §4, computed from the train and test loss histories.
+"""The three run indicators (README.md, "Commands"; config/README.md), computed from the train and test loss histories.
 
 T, V = train and test loss per epoch, n epochs, k = max(1, n // 10):
     overfit      = |V[n-1] - T[n-1]| / (max(T ∪ V) - min(T ∪ V)), 0 when the range is 0

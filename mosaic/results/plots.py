@@ -15,10 +15,10 @@ from contextlib import closing
 from typing import NamedTuple
 
 from mosaic.errors import MosaicError
-from mosaic.results.database import PROCESS_TYPE, open_db, select_run_ids
+from mosaic.results.database import data_types_by_run, open_db, select_run_ids
 from mosaic.runfiles import replacing
 
-# metaplot VALUE -> runs column; the aliases are the original's and the spec's spellings.
+# metaplot VALUE -> runs column; the aliases are other spellings users type (config/README.md lists them).
 METAPLOT_VALUES = {
     "test_loss": "test_loss",
     "train_loss": "train_loss",
@@ -90,12 +90,7 @@ def loss_panels(db_path, run_ids, limit=None):
 
 def _dataset_classes(db):
     """{run_id: set of the class names of its data modules} (the types listed in PROCESS data_scheme)."""
-    data_types = {
-        run_id: set(scheme.split(","))
-        for run_id, scheme in db.execute(
-            "SELECT run_id, value FROM params WHERE module_type = ? AND name = 'data_scheme'", (PROCESS_TYPE,)
-        )
-    }
+    data_types = data_types_by_run(db)
     classes = defaultdict(set)
     for run_id, module_type, class_name in db.execute(
         "SELECT run_id, module_type, value FROM params WHERE name = 'class'"

@@ -8,10 +8,10 @@ Settings
     ``MOSAIC_CACHE_DB``    the SQLite file (default ``./cache.db``, relative to the current directory);
     ``MOSAIC_CACHE_SIZE``  the limit: a number of bytes (``1048576``) or a decimal size such as ``500K``,
                            ``1M``, ``1.5G``, ``2T`` (K = 1e3, M = 1e6, G = 1e9, T = 1e12; default ``1G``).
-    The training job (``mosaic/job.py``) sets both from the ini's [MONITOR] ``cache_database_path`` and
+    The training job (``mosaic/run/job.py``) sets both from the ini's [MONITOR] ``cache_database_path`` and
     ``cache_size`` before user code runs. ``configure(db_path, size_bytes)`` overrides them in this process.
 
-Behaviour (fixing the original's bug 20)
+Behaviour (the original's cache returned stale files and evicted users' own files)
     * A hit (this url recorded at this path, file present with the recorded size and mtime) returns at
       once and refreshes ``last_use``. The same url cached at another path is copied locally, not fetched.
     * Otherwise the url is fetched (``urllib.request``, 60 s timeout) into a temporary file next to

@@ -69,7 +69,7 @@ def construct(cls, section_params, run_info, label):
 
 
 def takes_run_info(method):
-    """True if forward/prepare follows the seed protocol (data, run_info, module_info).
+    """True if forward/prepare follows the Mosaic protocol (data, run_info, module_info; README.md).
 
     That is: it names a `run_info` or `module_info` parameter, or it requires three positional
     arguments. Optional extra arguments (`forward(src, mask=None, ...)` of torch's own modules) and
