@@ -354,8 +354,9 @@ def rope_probabilities(a, b, rope, higher=False):
     return better, max(0.0, 1.0 - better - worse), worse
 
 
-def compare_pair(a, b, higher=False, rope=None, seed=SEED, n_resamples=RESAMPLES):
-    """The statistics of group values `a` against `b` (COMPARISON_COLUMNS without keys and Holm)."""
+def compare_pair(a, b, higher=False, rope=None, seed=SEED, n_resamples=RESAMPLES, alpha=ALPHA):
+    """The statistics of group values `a` against `b` (COMPARISON_COLUMNS without keys and Holm);
+    replicates_needed at significance level `alpha`."""
     found = dict.fromkeys(COMPARISON_COLUMNS[4:])
     if not a or not b:
         return found
@@ -368,7 +369,7 @@ def compare_pair(a, b, higher=False, rope=None, seed=SEED, n_resamples=RESAMPLES
     found["welch_p"] = welch_p(a, b)
     found["mwu_p"] = mann_whitney_p(a, b)
     found["hedges_g"] = hedges_g(a, b)
-    found["replicates_needed"] = replicates_needed(found["hedges_g"])
+    found["replicates_needed"] = replicates_needed(found["hedges_g"], alpha)
 
     def improvement(x, y, axis=-1):
         return probability_of_improvement(x, y, higher, axis)
@@ -407,9 +408,10 @@ def compare_dataset(groups, value, higher=False, rope=None, seed=SEED, n_resampl
     described.sort(key=order)
     best = described[0][0]
     comparisons = []
+    alpha = ALPHA / max(1, len(described) - 1)  # the replicates needed survive the correction for all the pairs
     for group, _ in described[1:]:
         row = {"dataset_key": best.dataset_key, "value": value, "label": group.label, "versus": best.label}
-        row.update(compare_pair(group.values, best.values, higher, rope, seed, n_resamples))
+        row.update(compare_pair(group.values, best.values, higher, rope, seed, n_resamples, alpha))
         comparisons.append(row)
     for test in ("welch_p", "mwu_p"):
         for row, adjusted in zip(comparisons, holm([row[test] for row in comparisons])):
