@@ -1,6 +1,8 @@
 """The files of one run under run_files_path, and reading a run's state from them.
 
 Layout, per run (folder named by the run's content hash):
+    <run_files_path>/<hash>/spec.json     what the run computes, and its epochs: job input (mosaic/experiment/spec.py)
+    <run_files_path>/<hash>/context.json  run id, section names, [MONITOR]...: read by the job, not tracked
     <run_files_path>/<hash>/model.pt      final checkpoint (state dicts, optimizer, epoch): job output
     <run_files_path>/<hash>/losses.tsv    epoch, train_loss, test_loss, seconds: job output
     <run_files_path>/<hash>/result.json   metadata (pipeline, params, seed, nb_params, ...): job output
@@ -18,6 +20,8 @@ import math
 import os
 from dataclasses import dataclass
 
+SPEC = "spec.json"
+CONTEXT = "context.json"
 MODEL = "model.pt"
 LOSSES = "losses.tsv"
 RESULT = "result.json"

@@ -12,6 +12,7 @@ import torch
 import mosaic
 from mosaic import runfiles
 from mosaic.errors import MosaicError
+from mosaic.experiment.spec import IDENTITY_PROCESS_KEYS
 from mosaic.run.classes import construct, load_class, takes_run_info
 
 CHECKPOINT_FORMAT = 1
@@ -265,10 +266,11 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path, run, pipeline, optimizer, rows, duration):
+def save_checkpoint(path, run, pipeline, optimizer, rows, duration, identity=None):
     state = {
         "format": CHECKPOINT_FORMAT,
         "run_hash": run.run_hash,
+        "identity": identity,
         "seed": run.seed,
         "epoch": len(rows),
         "losses": rows,
@@ -282,23 +284,42 @@ def save_checkpoint(path, run, pipeline, optimizer, rows, duration):
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, run, device):
-    """A checkpoint of this run, or None when there is none (or it belongs to another run)."""
+def load_checkpoint(path, run, device, identity=None):
+    """A checkpoint of this run, or None when there is none, or it belongs to another run, or to
+    this run before its code changed (`identity`, see mosaic/experiment/spec.py)."""
     if not os.path.exists(path):
         return None
     state = torch.load(path, map_location=device, weights_only=False)
     if state.get("format") != CHECKPOINT_FORMAT or state.get("run_hash") != run.run_hash:
         return None
+    if identity is not None and state.get("identity") != identity:
+        return None
     return state
+
+
+def describe_run(experiment, run):
+    """What result.json says of a run trained without a spec (see mosaic/experiment/spec.py)."""
+    process = experiment.process
+    return {
+        "modules": [
+            {"type": m.type, "section": m.section, "class": m.class_name, "path_to_class": m.path_in_ini,
+             "key": m.key, "params": m.param_dict()}
+            for m in run.modules
+        ],
+        "process": {key: getattr(process, key) for key in IDENTITY_PROCESS_KEYS} | {"epochs": process.epochs},
+    }
 
 
 def versions():
     return {"python": platform.python_version(), "torch": torch.__version__, "mosaic": mosaic.__version__}
 
 
-def train_run(experiment, run, device="cpu", target_epochs=None, log=print, device_name=None):
+def train_run(experiment, run, device="cpu", target_epochs=None, log=print, device_name=None,
+              identity=None, description=None):
     """Train `run` to `target_epochs` (default: the ini's epochs), continuing from its checkpoint.
 
+    `identity` (the run's code and values, from its spec) must match the checkpoint's to continue it;
+    `description` (its classes, parameters and PROCESS values) goes into result.json.
     Writes losses.tsv, model.pt and result.json (last) into the run's folder; returns the result.
     """
     rfp = experiment.process.run_files_path
@@ -320,7 +341,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     train_batches = batch_source(pipeline.train_loader, device)
     test_batches = batch_source(pipeline.test_loader, device)
     rows, previous = [], 0.0
-    checkpoint = load_checkpoint(checkpoint_path, run, device)
+    checkpoint = load_checkpoint(checkpoint_path, run, device, identity)
     if checkpoint is not None and checkpoint["epoch"] <= target:
         pipeline.load_state(checkpoint["models"], folder)
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -343,12 +364,12 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         if every and epoch % every == 0 and epoch < target:
             elapsed = previous + time.perf_counter() - started
             pipeline.save_user_models(folder)  # what load_state reloads for models that are not nn.Modules
-            save_checkpoint(checkpoint_path, run, pipeline, optimizer, rows, elapsed)
+            save_checkpoint(checkpoint_path, run, pipeline, optimizer, rows, elapsed, identity)
 
     duration = previous + time.perf_counter() - started
     pipeline.save_user_models(folder)
     runfiles.write_atomic(os.path.join(folder, runfiles.LOSSES), runfiles.format_losses(rows))
-    save_checkpoint(os.path.join(folder, runfiles.MODEL), run, pipeline, optimizer, rows, duration)
+    save_checkpoint(os.path.join(folder, runfiles.MODEL), run, pipeline, optimizer, rows, duration, identity)
     result = {
         "run_hash": run.run_hash,
         "run_id": run.run_id,
@@ -366,6 +387,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         "versions": versions(),
         "started_at": started_at,  # wall-clock times of this attempt, to see who used a device when
         "finished_at": time.time(),
+        **(description or describe_run(experiment, run)),
     }
     runfiles.write_json(os.path.join(folder, runfiles.RESULT), result)
     return result

@@ -7,6 +7,8 @@ sys.path.insert(0, workflow.basedir)  # a plain checkout: the mosaic package sit
 from mosaic.ops import workflow_helpers as helpers
 
 EXPERIMENT = helpers.load_or_exit(config["ini"])
+if workflow.is_main_process:  # not again in each cluster job
+    helpers.write_run_specs(EXPERIMENT)  # each job reads its run's spec, never the ini
 helpers.export_environment()  # jobs run `python -m mosaic.run.job` from this interpreter's environment
 
 INI = os.path.abspath(config["ini"])
@@ -30,11 +32,6 @@ wildcard_constraints:
 def run_path(name):
     """Pattern of one per-run file: <run_files_path>/{run}/<name>."""
     return os.path.join(RUNS, "{run}", name)
-
-
-def class_files(wildcards):
-    """The class files of a run: editing one retrains the runs that use it."""
-    return EXPERIMENT.class_files(EXPERIMENT.run_by_hash(wildcards.run))
 
 
 def run_priority(wildcards):
