@@ -9,6 +9,8 @@ Layout, per run (folder named by the run's content hash):
     <run_files_path>/<hash>/train.log     the job's log: one line per epoch, tracebacks
     <run_files_path>/<hash>/error.txt     traceback of the last failed attempt (removed when it succeeds)
     <run_files_path>/<hash>/checkpoint.pt intermediate checkpoint, written every `checkpoint_every` epochs
+    <run_files_path>/<hash>/checkpoint_models_<epoch>/  what models that save themselves (save_model) saved
+                                          for that checkpoint (renamed into place whole, before it)
     <run_files_path>/<hash>/running.lock  held (flock) by the training process while it runs
     <run_files_path>/<hash>/continue.json request to continue training for more epochs (mosaic_rerun)
 No torch import here: status and the database read these files.

@@ -4,6 +4,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import time
 
 import numpy as np
@@ -121,6 +122,9 @@ class Pipeline:
 
     def state(self):
         return [m.state_dict() if isinstance(m, torch.nn.Module) else None for m in self.models]
+
+    def saves_itself(self):
+        return any(hasattr(model, "save_model") for model in self.models)
 
     def load_state(self, states, folder):
         for index, (model, state) in enumerate(zip(self.models, states)):
@@ -266,8 +270,38 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path, run, pipeline, optimizer, rows, duration, identity=None):
+USER_MODELS_PREFIX = "checkpoint_models_"
+
+
+def save_user_models_for(folder, pipeline, epoch):
+    """The models that save themselves (save_model), saved for the checkpoint of `epoch` into a
+    folder of their own, complete before it is renamed into place: a process killed at any moment
+    leaves the previous checkpoint's models intact. Returns the folder's name, or None."""
+    if not pipeline.saves_itself():
+        return None
+    name = f"{USER_MODELS_PREFIX}{epoch}"
+    final = os.path.join(folder, name)
+    tmp = f"{final}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    pipeline.save_user_models(tmp)
+    shutil.rmtree(final, ignore_errors=True)  # left by an attempt killed before its checkpoint
+    os.replace(tmp, final)
+    return name
+
+
+def remove_user_models(folder, keep=None):
+    """Remove the checkpoint model folders but `keep` (the one the current checkpoint names)."""
+    for entry in os.listdir(folder):
+        if entry.startswith(USER_MODELS_PREFIX) and entry != keep:
+            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
+
+
+def save_checkpoint(path, run, pipeline, optimizer, rows, duration, identity=None, user_models=None):
+    """A checkpoint; `user_models`: the folder (in the run's) holding the models that save
+    themselves, None for the run's folder itself (the final model)."""
     state = {
+        "user_models": user_models,
         "format": CHECKPOINT_FORMAT,
         "run_hash": run.run_hash,
         "identity": identity,
@@ -343,7 +377,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     rows, previous = [], 0.0
     checkpoint = load_checkpoint(checkpoint_path, run, device, identity)
     if checkpoint is not None and checkpoint["epoch"] <= target:
-        pipeline.load_state(checkpoint["models"], folder)
+        pipeline.load_state(checkpoint["models"], os.path.join(folder, checkpoint.get("user_models") or ""))
         optimizer.load_state_dict(checkpoint["optimizer"])
         set_rng_state(checkpoint["rng"])
         rows, previous = list(checkpoint["losses"]), checkpoint["duration_s"]
@@ -363,8 +397,9 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
             break
         if every and epoch % every == 0 and epoch < target:
             elapsed = previous + time.perf_counter() - started
-            pipeline.save_user_models(folder)  # what load_state reloads for models that are not nn.Modules
-            save_checkpoint(checkpoint_path, run, pipeline, optimizer, rows, elapsed, identity)
+            user_models = save_user_models_for(folder, pipeline, epoch)  # models that are not nn.Modules
+            save_checkpoint(checkpoint_path, run, pipeline, optimizer, rows, elapsed, identity, user_models)
+            remove_user_models(folder, keep=user_models)
 
     duration = previous + time.perf_counter() - started
     pipeline.save_user_models(folder)
@@ -390,4 +425,5 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         **(description or describe_run(experiment, run)),
     }
     runfiles.write_json(os.path.join(folder, runfiles.RESULT), result)
+    remove_user_models(folder)
     return result
