@@ -45,14 +45,34 @@ def make_ini(folder, runs):
     return path
 
 
-def probe(folder, args, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=folder, capture_output=True, text=True,
-                             check=True).stdout
-        times.append((time.perf_counter() - start, float(out)))
-    return statistics.median(t for t, _ in times), statistics.median(t for _, t in times)
+def one_probe(folder, args):
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=folder, capture_output=True, text=True,
+                         check=True).stdout
+    return time.perf_counter() - start, float(out)
+
+
+def prepare(root, runs):
+    """The experiment's folder, spec writing times (first, unchanged), a middle run's spec, ini and hash."""
+    folder = os.path.join(root, str(runs))
+    os.makedirs(folder)
+    ini = make_ini(folder, runs)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        experiment = load_experiment(ini)
+        assert len(experiment.runs) == runs, len(experiment.runs)
+        tick = time.perf_counter()
+        write_run_specs(experiment)
+        first = time.perf_counter() - tick
+        tick = time.perf_counter()
+        write_run_specs(experiment)
+        again = time.perf_counter() - tick
+    finally:
+        os.chdir(cwd)
+    run = experiment.runs[len(experiment.runs) // 2]
+    spec = os.path.join(experiment.process.run_files_path, run.run_hash, "spec.json")
+    return folder, (first, again), [spec], [ini, run.run_hash]
 
 
 def main():
@@ -60,30 +80,26 @@ def main():
     parser.add_argument("--sizes", default="24,100000")
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as root:
+        prepared = {runs: prepare(root, runs) for runs in sizes}
+        by_spec = {runs: [] for runs in sizes}
+        for _ in range(args.repeat):  # sizes interleaved: the machine's load drifts alike for each
+            for runs in sizes:
+                folder, _, spec, _ = prepared[runs]
+                by_spec[runs].append(one_probe(folder, spec))
+        by_ini = {runs: [one_probe(prepared[runs][0], prepared[runs][3]) for _ in range(3)] for runs in sizes}
+    print(f"load average {os.getloadavg()[0]:.1f}, {args.repeat} starts per size, medians")
     print("| runs | specs written (first / unchanged) | job start-up by spec: process / locate | by ini + hash |")
     print("|---:|---|---|---|")
-    for runs in map(int, args.sizes.split(",")):
-        with tempfile.TemporaryDirectory() as folder:
-            ini = make_ini(folder, runs)
-            cwd = os.getcwd()
-            os.chdir(folder)
-            try:
-                experiment = load_experiment(ini)
-                assert len(experiment.runs) == runs, len(experiment.runs)
-                tick = time.perf_counter()
-                write_run_specs(experiment)
-                first = time.perf_counter() - tick
-                tick = time.perf_counter()
-                write_run_specs(experiment)
-                again = time.perf_counter() - tick
-            finally:
-                os.chdir(cwd)
-            run = experiment.runs[len(experiment.runs) // 2]
-            spec = os.path.join(experiment.process.run_files_path, run.run_hash, "spec.json")
-            by_spec = probe(folder, [spec], args.repeat)
-            by_ini = probe(folder, [ini, run.run_hash], max(3, args.repeat // 5))
-            print(f"| {runs} | {first:.2f} s / {again:.2f} s | {by_spec[0] * 1000:.0f} ms / {by_spec[1] * 1000:.1f} ms"
-                  f" | {by_ini[0] * 1000:.0f} ms / {by_ini[1] * 1000:.1f} ms |", flush=True)
+    for runs in sizes:
+        first, again = prepared[runs][1]
+        spec_total = statistics.median(t for t, _ in by_spec[runs])
+        spec_locate = statistics.median(t for _, t in by_spec[runs])
+        ini_total = statistics.median(t for t, _ in by_ini[runs])
+        ini_locate = statistics.median(t for _, t in by_ini[runs])
+        print(f"| {runs} | {first:.2f} s / {again:.2f} s | {spec_total * 1000:.0f} ms / {spec_locate * 1000:.1f} ms"
+              f" | {ini_total * 1000:.0f} ms / {ini_locate * 1000:.1f} ms |")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,13 @@ Layout, per run (folder named by the run's content hash):
 No torch import here: status and the database read these files.
 """
 
+import contextlib
 import fcntl
 import json
 import math
 import os
+import re
+import shutil
 from dataclasses import dataclass
 
 SPEC = "spec.json"
@@ -74,6 +77,22 @@ def read_losses(path):
                 epoch, train, test, seconds = line.split("\t")
                 rows.append((int(epoch), float(train), float(test), float(seconds)))
     return rows
+
+
+_LEFTOVER = re.compile(r"^(checkpoint\.pt|model\.pt|losses\.tsv|result\.json|error\.txt|checkpoint_models_\d+)"
+                       r"\.(tmp|link)\d+$")
+
+
+def remove_leftovers(folder):
+    """Remove the temporary files of writes interrupted by a kill (call it holding the run's lock)."""
+    for entry in os.listdir(folder):
+        if _LEFTOVER.match(entry):
+            path = os.path.join(folder, entry)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
 
 
 def read_json(path):

@@ -8,9 +8,9 @@ import subprocess
 import pytest
 from conftest import BIN, ROOT, Experiment, command_env, set_key, small_settings
 
+from mosaic.experiment import load_experiment
 from mosaic.experiment.fingerprint import source_fingerprint
-
-pytestmark = pytest.mark.slow
+from mosaic.ops.specs import MANIFEST, write_run_specs
 
 
 def snakemake(exp, ini="config.ini", database="database.db"):
@@ -33,6 +33,7 @@ def launched(output):
     return re.findall(r"launch (\d+)", output)
 
 
+@pytest.mark.slow
 def test_copying_or_renaming_the_ini_retrains_nothing(tmp_path):
     exp = Experiment(tmp_path / "exp", small_settings())
     exp.run()
@@ -46,6 +47,7 @@ def test_copying_or_renaming_the_ini_retrains_nothing(tmp_path):
     assert {h: t for h, t in exp.result_mtimes().items() if h in mtimes} == mtimes
 
 
+@pytest.mark.slow
 def test_comments_retrain_nothing_code_changes_retrain_the_runs_using_it(tmp_path):
     exp = Experiment(tmp_path / "exp", small_settings())
     exp.run()
@@ -66,6 +68,7 @@ def test_comments_retrain_nothing_code_changes_retrain_the_runs_using_it(tmp_pat
     assert sorted(launched(exp.run().stdout)) == ["1", "2", "3", "4"]
 
 
+@pytest.mark.slow
 def test_raising_epochs_continues_the_finished_runs(tmp_path):
     exp = Experiment(tmp_path / "exp", small_settings(epochs=2, widths="2"))
     exp.run()
@@ -95,6 +98,7 @@ def test_raising_epochs_continues_the_finished_runs(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_result_json_describes_the_run_without_the_ini(tmp_path):
     exp = Experiment(tmp_path / "exp", small_settings(widths="2"))
     exp.run()
@@ -116,3 +120,21 @@ def test_the_fingerprint_ignores_comments_layout_and_docstrings_only():
     for changed in (code.replace("x + 1", "x + 2"), code.replace("f(self", "g(self"), code + "B = 1\n"):
         assert source_fingerprint(changed) != source_fingerprint(code)
     assert source_fingerprint("def (:") != source_fingerprint("def ((:")
+
+
+def test_specs_are_rewritten_only_when_their_content_changes(tmp_path):
+    exp = Experiment(tmp_path / "exp", small_settings())
+    assert write_run_specs(load_experiment(exp.ini)) == 4
+    specs = sorted(exp.runs_dir().glob("*/spec.json"))
+    mtimes = [p.stat().st_mtime_ns for p in specs]
+    exp.edit("MONITOR", "nb_processus", "1")  # context only
+    exp.edit("mlp_brick", "key", "{class}_w{width}")
+    assert write_run_specs(load_experiment(exp.ini)) == 0
+    (exp.runs_dir() / MANIFEST).unlink()
+    assert write_run_specs(load_experiment(exp.ini)) == 0
+    assert [p.stat().st_mtime_ns for p in specs] == mtimes
+    contexts = [json.loads(p.with_name("context.json").read_text()) for p in specs]
+    assert {c["monitor"]["nb_processus"] for c in contexts} == {1}
+    exp.edit("PROCESS", "epochs", "3")
+    assert write_run_specs(load_experiment(exp.ini)) == 4
+    assert {json.loads(p.read_text())["epochs"] for p in specs} == {3}

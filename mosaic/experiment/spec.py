@@ -53,8 +53,9 @@ def run_spec(experiment, run, fingerprints):
     }
 
 
-def run_context(experiment, run):
-    """The untracked part of a run (see the module docstring)."""
+def run_context(experiment, run, settings=None):
+    """The untracked part of a run (see the module docstring); `settings`: experiment_settings()."""
+    process, monitor = settings or experiment_settings(experiment)
     return {
         "run_id": run.run_id,
         "ini": experiment.ini_path,
@@ -66,13 +67,18 @@ def run_context(experiment, run):
             {"section": m.section, "path": m.path, "key_template": m.key_template, "key": m.key}
             for m in run.modules
         ],
-        "process": dataclasses.asdict(experiment.process),
-        "monitor": dataclasses.asdict(experiment.monitor),
+        "process": process,
+        "monitor": monitor,
     }
 
 
+def experiment_settings(experiment):
+    """The [PROCESS] and [MONITOR] parts of every run's context, computed once per experiment."""
+    return dataclasses.asdict(experiment.process), dataclasses.asdict(experiment.monitor)
+
+
 def spec_text(data):
-    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+    return json.dumps(data, sort_keys=True) + "\n"
 
 
 def identity(spec):

@@ -98,8 +98,11 @@ def build(experiment, db_path):
         with open(tmp_path, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(tmp_path, db_path)
-    except BaseException:
+    except BaseException as error:
         os.remove(tmp_path)
+        if isinstance(error, (OSError, sqlite3.OperationalError)):  # disk full, file too large...
+            message = f"{db_path}: cannot write the database ({error}); the previous one is unchanged"
+            raise MosaicError(message) from None
         raise
 
 

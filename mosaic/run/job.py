@@ -140,6 +140,7 @@ def main(argv=None):
     except MosaicError as error:  # another process trains this run: leave its files alone
         print(f"mosaic: run {run.run_id}: {error}", file=sys.stderr)
         return 1
+    runfiles.remove_leftovers(folder)
     try:
         train(located, args.threads)
     except BaseException as error:  # also KeyboardInterrupt/SystemExit: record, then re-raise
