@@ -5,6 +5,7 @@ database build. Real mosaic_run / Snakemake runs in temporary folders.
 MOSAIC_FAULT_MOMENTS sets the number of kills (3 by default; the full suite in README.md uses 10).
 """
 
+import contextlib
 import glob
 import os
 import random
@@ -15,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from contextlib import closing
 
 import pytest
 from conftest import BIN, Experiment, command_env, small_settings
@@ -69,10 +71,13 @@ def signal_all(pids, sig):
             pass
 
 
-def kill_experiment(process, folder):
-    """kill -9 of the experiment's process group (mosaic_run, Snakemake and whatever shares it);
-    then nothing of it may remain: jobs in other groups stop by themselves."""
+def kill_experiment(process, folder, everything=False):
+    """kill -9 of mosaic_run's process group (a closed terminal), or of every process of the
+    experiment at once (a machine crash); then nothing of it may remain: Snakemake dies with
+    mosaic_run, the jobs stop when their Snakemake is gone."""
     session = os.getsid(process.pid)
+    if everything:
+        signal_all(processes_of(folder, session), signal.SIGKILL)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -82,7 +87,16 @@ def kill_experiment(process, folder):
         wait_until(lambda: not processes_of(folder, session), timeout=30)
     except AssertionError:
         left = processes_of(folder, session)
-        commands = [open(f"/proc/{pid}/cmdline").read().replace("\0", " ") for pid in left]
+        commands = []
+        for pid in left:
+            with contextlib.suppress(OSError):
+                environ = open(f"/proc/{pid}/environ").read().split("\0")
+                watched = [v for v in environ if v.startswith("MOSAIC_SNAKEMAKE_PID=")]
+                state = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[:3]
+                commands.append((open(f"/proc/{pid}/cmdline").read().replace("\0", " "), watched, state))
+        for watched in {ws[0].split("=")[1] for _, ws, _ in commands if ws}:
+            with contextlib.suppress(OSError):
+                commands.append(("watched", watched, open(f"/proc/{watched}/stat").read()))
         signal_all(left, signal.SIGKILL)
         raise AssertionError(f"orphan processes after kill -9: {commands}") from None
 
@@ -105,8 +119,8 @@ def freeze_when(process, folder, pattern, timeout):
 
 
 def running(exp):
-    out = exp.command("mosaic_status").stdout
-    return "Running" in re.findall(r"^(Running)$", out, flags=re.M)
+    """True when mosaic_status lists a run under Running."""
+    return re.search(r"^Running\n\t\[", exp.command("mosaic_status").stdout, flags=re.M) is not None
 
 
 def test_kill_9_at_random_moments_then_resume_equals_a_clean_run(tmp_path):
@@ -127,7 +141,7 @@ def test_kill_9_at_random_moments_then_resume_equals_a_clean_run(tmp_path):
         elif freeze_when(process, exp.folder, str(exp.folder / ".mosaic-db-*.tmp"), 600):
             landed.append(moment)
         assert process.poll() is None, f"the experiment ended before the kill at moment {len(landed)}"
-        kill_experiment(process, exp.folder)
+        kill_experiment(process, exp.folder, everything=moment != "random")  # frozen ones: all at once
         assert not running(exp)  # killed runs are not shown as running
         if moment == "database":
             assert not exp.db.exists()  # killed in its first build: no half-built database in place
@@ -210,9 +224,9 @@ def test_full_disk_during_the_database_build_keeps_the_previous_database(tmp_pat
         message = done.stderr.strip().splitlines()
         assert len(message) == 1 and str(db) in message[0] and "previous one is unchanged" in message[0], done.stderr
         assert db.read_bytes() == before
-        with sqlite3.connect(db) as connection:
+        with closing(sqlite3.connect(db)) as connection:  # closed before the unmount
             assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert sorted(p.name for p in small.iterdir()) == sorted(["copy.db"] + (["filler"] if limit == "tmpfs" else []))
     finally:
         if limit == "tmpfs":
-            subprocess.run(["umount", str(small)], check=False)
+            assert subprocess.run(["umount", str(small)]).returncode == 0

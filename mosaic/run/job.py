@@ -36,6 +36,22 @@ def hold_lock(folder):
     return handle
 
 
+def alive(pid):
+    """True while process `pid` runs. A killed process whose parent died too stays a zombie where
+    nothing reaps orphans (PID 1 of some containers): a zombie is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def watch_snakemake(interval=2.0):
     """Exit when the Snakemake process that started this job is gone (killed with -9, say):
     an orphan would keep training and hold the run's lock. Its last checkpoint stays for the
@@ -47,13 +63,9 @@ def watch_snakemake(interval=2.0):
     def watch():
         while True:
             time.sleep(interval)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not alive(pid):
                 print("mosaic: Snakemake is gone; stopping this run", file=sys.stderr, flush=True)
                 os._exit(4)
-            except PermissionError:
-                pass
 
     threading.Thread(target=watch, daemon=True).start()
 
