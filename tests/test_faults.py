@@ -171,7 +171,8 @@ def test_one_runs_job_killed_alone_is_redone_from_its_checkpoint(tmp_path):
                     command = open(f"/proc/{pid}/cmdline").read()
                 except OSError:
                     continue
-                if "mosaic.run.job" in command and path.parent.name in command:
+                training = "mosaic.run.job" in command and "pipefail" not in command  # not its shell
+                if training and path.parent.name in command:
                     return pid, path.parent.name
         return None
 
@@ -179,7 +180,8 @@ def test_one_runs_job_killed_alone_is_redone_from_its_checkpoint(tmp_path):
     os.kill(pid, signal.SIGKILL)
     process.wait(timeout=600)
     assert not (exp.runs_dir() / run_hash / "result.json").exists()
-    assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(3,)]  # the others went on
+    status = exp.command("mosaic_status").stdout
+    assert len(re.findall(r"^\t\[\d+\] train_loss=", status, flags=re.M)) == 3, status  # the others went on
     assert not processes_of(exp.folder)
 
     out = exp.run().stdout
@@ -230,3 +232,45 @@ def test_full_disk_during_the_database_build_keeps_the_previous_database(tmp_pat
     finally:
         if limit == "tmpfs":
             assert subprocess.run(["umount", str(small)]).returncode == 0
+
+
+CALLS = int(os.environ.get("MOSAIC_LOAD_CALLS", "100"))
+
+
+def test_savedb_and_status_calls_while_an_experiment_runs(tmp_path):
+    """CALLS mosaic_savedb and mosaic_status calls (half each, two at a time) while the experiment
+    trains: every call succeeds, every copy is a sound database, the experiment ends as usual."""
+    import threading
+
+    exp = Experiment(tmp_path / "exp", small_settings(epochs=300, processes=1))
+    process = start(exp)
+    wait_until(lambda: running(exp), timeout=300)
+    failures, overlapped = [], []
+    copy = exp.folder / "copy.db"
+
+    def calls(name, *args):
+        for _ in range(CALLS // 2):
+            done = exp.command(name, *args)
+            overlapped.append(process.poll() is None)
+            if done.returncode != 0:
+                failures.append((name, done.stdout[-500:], done.stderr[-500:]))
+            elif name == "mosaic_savedb":
+                with closing(sqlite3.connect(copy)) as connection:
+                    if connection.execute("PRAGMA integrity_check").fetchall() != [("ok",)]:
+                        failures.append((name, "corrupted copy"))
+                    if connection.execute("SELECT COUNT(*) FROM runs").fetchall() != [(4,)]:
+                        failures.append((name, "runs missing from the copy"))
+            elif not done.stdout.startswith("Done"):
+                failures.append((name, done.stdout[-500:]))
+
+    threads = [threading.Thread(target=calls, args=("mosaic_savedb", copy)),
+               threading.Thread(target=calls, args=("mosaic_status",))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sum(overlapped) >= len(overlapped) // 2, "the experiment ended before most calls"
+    assert process.wait(timeout=1200) == 0
+    assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(4,)]
+    assert not list(exp.folder.glob(".mosaic-db-*"))
