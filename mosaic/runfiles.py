@@ -1,12 +1,16 @@
 """The files of one run under run_files_path, and reading a run's state from them.
 
 Layout, per run (folder named by the run's content hash):
+    <run_files_path>/<hash>/spec.json     what the run computes, and its epochs: job input (mosaic/experiment/spec.py)
+    <run_files_path>/<hash>/context.json  run id, section names, [MONITOR]...: read by the job, not tracked
     <run_files_path>/<hash>/model.pt      final checkpoint (state dicts, optimizer, epoch): job output
     <run_files_path>/<hash>/losses.tsv    epoch, train_loss, test_loss, seconds: job output
     <run_files_path>/<hash>/result.json   metadata (pipeline, params, seed, nb_params, ...): job output
     <run_files_path>/<hash>/train.log     the job's log: one line per epoch, tracebacks
     <run_files_path>/<hash>/error.txt     traceback of the last failed attempt (removed when it succeeds)
     <run_files_path>/<hash>/checkpoint.pt intermediate checkpoint, written every `checkpoint_every` epochs
+    <run_files_path>/<hash>/checkpoint_models_<epoch>/  what models that save themselves (save_model) saved
+                                          for that checkpoint (renamed into place whole, before it)
     <run_files_path>/<hash>/running.lock  held (flock) by the training process while it runs
     <run_files_path>/<hash>/continue.json request to continue training for more epochs (mosaic_rerun)
     <run_files_path>/<hash>/metrics.tsv   epoch, name, value of the test-set metrics (when the run has any)
@@ -18,8 +22,12 @@ import fcntl
 import json
 import math
 import os
+import re
+import shutil
 from dataclasses import dataclass
 
+SPEC = "spec.json"
+CONTEXT = "context.json"
 MODEL = "model.pt"
 LOSSES = "losses.tsv"
 RESULT = "result.json"
@@ -111,6 +119,22 @@ def read_metrics(path):
                 epoch, name, value = line.rstrip("\n").split("\t")
                 rows.append((int(epoch), name, float(value)))
     return rows
+
+
+_LEFTOVER = re.compile(r"^(checkpoint\.pt|model\.pt|losses\.tsv|metrics\.tsv|result\.json|error\.txt"
+                       r"|checkpoint_models_\d+)\.(tmp|link)\d+(-[0-9a-f]+)?$")
+
+
+def remove_leftovers(folder):
+    """Remove the temporary files of writes interrupted by a kill (call it holding the run's lock)."""
+    for entry in os.listdir(folder):
+        if _LEFTOVER.match(entry):
+            path = os.path.join(folder, entry)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
 
 
 def read_json(path):

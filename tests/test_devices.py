@@ -233,12 +233,22 @@ def test_select_device_without_need_gpu_is_cpu(local, monkeypatch):
     assert not local.exists()
 
 
-def test_select_device_on_slurm_uses_the_allocated_gpu_without_a_lock(local, monkeypatch):
+def test_select_device_on_slurm_spreads_a_group_over_the_jobs_gpus(local, monkeypatch):
+    """A SLURM job running a group of 2 runs got 2 GPUs: one run on each, not both on the first."""
     monkeypatch.setenv("SLURM_JOB_ID", "123")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    assert select_device(monitor(), "run 1 (p)") == ("cuda:0", None, "cuda:2")
-    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
-    assert not local.exists()
+    first = select_device(monitor(gpu_available=None), "run 1 (p)")
+    assert first[0::2] == ("cuda:0", "cuda:2") and os.environ["CUDA_VISIBLE_DEVICES"] == "2"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # the second run's process sees the job's GPUs
+    second = select_device(monitor(gpu_available=None), "run 2 (p)")
+    assert second[0::2] == ("cuda:0", "cuda:3") and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+    assert sorted(os.listdir(local / "slurm-123")) == ["2.lock", "3.lock"]  # this SLURM job's own locks
+    first[1].close()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    third = select_device(monitor(gpu_available=None), "run 3 (p)")
+    assert third[2] == "cuda:2"
+    second[1].close()
+    third[1].close()
 
 
 def test_select_device_without_any_gpu_names_the_run(local, monkeypatch):

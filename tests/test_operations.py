@@ -2,7 +2,6 @@
 pause, crash recovery and concurrent experiments; real Snakemake runs in temporary folders."""
 
 import os
-import random
 import re
 import signal
 import subprocess
@@ -212,47 +211,7 @@ def test_pause_then_resume_and_ctrl_c(tmp_path):
     assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(4,)]
 
 
-def processes_in(folder):
-    """The pids of the processes working in `folder` (mosaic_run, Snakemake, the jobs)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd") == str(folder):
-                pids.append(int(entry))
-        except OSError:
-            pass
-    return pids
-
-
-def kill_everything(process, folder):
-    """kill -9 of mosaic_run, Snakemake and the jobs at once: what a machine crash leaves behind."""
-    for pid in processes_in(folder):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.wait()
-    wait_until(lambda: not processes_in(folder), timeout=10)
-
-
-def test_kill_9_at_a_random_moment_then_resume_equals_a_clean_run(tmp_path):
-    settings = small_settings(epochs=30, processes=2)
-    settings[("PROCESS", "checkpoint_every")] = 5
-    clean = Experiment(tmp_path / "clean", settings)
-    clean.run()
-
-    exp = Experiment(tmp_path / "crashed", settings)
-    process = start(exp)
-    wait_until(lambda: section(status(exp), "Running"))
-    time.sleep(random.uniform(0.5, 6))
-    kill_everything(process, exp.folder)
-    assert section(status(exp), "Running") == []  # killed runs are not shown as running
-
-    exp.run()
-    rows = "SELECT run_id, run_hash, status, epochs, nb_params FROM runs ORDER BY run_id"
-    assert exp.query(rows) == clean.query(rows)
-    loss_rows = "SELECT run_id, epoch, train_loss, test_loss FROM losses ORDER BY run_id, epoch"
-    assert exp.query(loss_rows) == clean.query(loss_rows)
+# kill -9 at random moments with resumes: tests/test_faults.py
 
 
 def test_crash_of_snakemake_alone_leaves_no_orphan_training(tmp_path):

@@ -1,6 +1,7 @@
 """A real single-node SLURM (tests/slurm/cluster.sh): the experiment goes through sbatch."""
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -92,3 +93,35 @@ def test_plain_snakemake_with_the_slurm_profile_one_job_per_run(tmp_path, slurm_
     assert len(jobs) == 4 and all(state == "COMPLETED" for _, _, state in jobs), jobs
     assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(4,)]
     assert pdf_pages(exp.folder / "plots" / "plotloss.pdf") == 1
+
+
+def recording_sbatch(folder):
+    """A folder holding an `sbatch` that logs its arguments, then runs the real one."""
+    real = shutil.which("sbatch")
+    assert real, "sbatch not found"
+    folder.mkdir()
+    script = folder / "sbatch"
+    script.write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >> {folder}/calls.log\nexec {real} "$@"\n')
+    script.chmod(0o755)
+    return folder / "calls.log"
+
+
+def test_grouped_gpu_runs_ask_slurm_for_one_gpu_per_run(tmp_path, slurm_env):
+    """Snakemake sums the gpu resource of a group: a SLURM job of 2 runs asks for 2 GPUs (and the
+    runs spread over them, see tests/test_devices.py). The test cluster has no GPU: the submissions
+    are refused, what matters here is what they ask for."""
+    exp = Experiment(tmp_path / "exp", {**small_settings(), ("MONITOR", "need_gpu"): "True"})
+    slurm_profile(tmp_path / "profile", **{"group-components": "runs=2"})
+    calls = recording_sbatch(tmp_path / "bin")
+    env = dict(slurm_env, PATH=f"{tmp_path / 'bin'}{os.pathsep}{slurm_env['PATH']}")
+    done = subprocess.run(
+        ["timeout", "-k", "10", "300", str(BIN / "mosaic_run"), "config.ini", "database.db",
+         "--profile", str(tmp_path / "profile")],
+        cwd=exp.folder, capture_output=True, text=True, env=env,
+    )
+    assert done.returncode != 0  # no GPU on the test cluster
+    submissions = [line for line in calls.read_text().splitlines() if "--job-name" in line]
+    assert len(submissions) == 2, submissions
+    for line in submissions:
+        asked = re.findall(r"--gpus[= ](\d+)|--gres[= ]gpu:(\d+)", line)
+        assert [int(a or b) for a, b in asked] == [2], line

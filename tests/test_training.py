@@ -20,6 +20,7 @@ import torch
 from mosaic import runfiles
 from mosaic.errors import MosaicError
 from mosaic.experiment import load_experiment
+from mosaic.run import training
 from mosaic.run.classes import load_class
 from mosaic.run.training import Pipeline, batch_loss, batch_source, seed_everything, train_run
 
@@ -720,6 +721,33 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, model):
     train_run(experiment, run, log=lines.append)
     assert "continuing from the checkpoint at epoch 4" in lines
     assert losses(experiment, run) == clean
+
+
+def test_user_saved_models_stay_paired_with_their_checkpoint(tmp_path, monkeypatch):
+    """A process killed after a non-nn.Module model saved itself but before the checkpoint of that
+    epoch was written must continue from the previous checkpoint with that checkpoint's models."""
+    clean, _ = clean_rows(tmp_path / "clean", model="Bare")
+    experiment = toy(tmp_path / "crash", **{**CHECKPOINTED, "model": "Bare"})
+    run = experiment.runs[0]
+    real_save = training.save_checkpoint
+    calls = []
+
+    def dies_at_the_second_checkpoint(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise RuntimeError("killed while writing the checkpoint")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(training, "save_checkpoint", dies_at_the_second_checkpoint)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_run(experiment, run, log=quiet)
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    lines = []
+    train_run(experiment, run, log=lines.append)
+    assert "continuing from the checkpoint at epoch 2" in lines
+    assert losses(experiment, run) == clean
+    names = sorted(p.name for p in run_folder(experiment, run).iterdir())
+    assert "model_0_Bare.pt" in names and not any(name.startswith("checkpoint_models") for name in names)
 
 
 def test_checkpoint_of_another_run_is_ignored(tmp_path):

@@ -192,11 +192,13 @@ def snakemake_command(workdir, config_file, cores, profile=None, gpus=0, forceru
 
 
 def die_with_parent():
-    """In the child: get SIGTERM when mosaic_run dies, even by kill -9 (Linux)."""
+    """In the child: die when mosaic_run dies, even by kill -9 (Linux). SIGKILL, as Snakemake on
+    SIGTERM waits for its running jobs; the jobs stop when their Snakemake is gone (mosaic/run/job.py),
+    and the next mosaic_run clears the stale lock."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
 

@@ -14,6 +14,7 @@ from mosaic import runfiles
 from mosaic.errors import MosaicError
 from mosaic.experiment import load_experiment
 from mosaic.ops.paths import PACKAGE
+from mosaic.ops.specs import write_run_specs  # noqa: F401 (used by workflow/rules/common.smk)
 
 
 def exit_with(message):

@@ -110,12 +110,15 @@ def build(experiment, db_path):
         os.makedirs(folder, exist_ok=True)
     except OSError as error:
         raise DatabaseError(db_path, f"cannot create its folder: {error.strerror}") from None
-    with replacing(db_path) as tmp_path, closing(sqlite3.connect(tmp_path)) as db:
-        # The temporary file is worthless until renamed: no journal, no syncs while filling it.
-        db.execute("PRAGMA journal_mode = OFF")
-        db.execute("PRAGMA synchronous = OFF")
-        with db:
-            _fill(db, experiment)
+    try:
+        with replacing(db_path) as tmp_path, closing(sqlite3.connect(tmp_path)) as db:
+            # The temporary file is worthless until renamed: no journal, no syncs while filling it.
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            with db:
+                _fill(db, experiment)
+    except (OSError, sqlite3.OperationalError) as error:  # disk full, file too large...
+        raise DatabaseError(db_path, f"cannot write the database ({error}); the previous one is unchanged") from None
 
 
 def _fill(db, experiment):

@@ -112,14 +112,20 @@ def cuda_index(device):
 def select_device(monitor, run_label):
     """(torch device string, lock handle to keep or None, device name to report) for this job.
 
-    On SLURM, the scheduler already set CUDA_VISIBLE_DEVICES for the job: use its first device.
-    Locally, take a free device of gpu_available and make it the only visible one, so that user
-    code calling .cuda() lands on it too. Must run before CUDA is initialised in this process.
+    On SLURM, the scheduler set CUDA_VISIBLE_DEVICES for the job; a job running a group of runs
+    got the sum of their GPUs (one each): each run takes a free one of them, locked in a folder of
+    that SLURM job (its GPUs may be numbered from 0 like another job's on the same node). Locally,
+    take a free device of gpu_available. Either way that device becomes the only visible one, so
+    that user code calling .cuda() lands on it too. Must run before CUDA is initialised in this process.
     """
     if not monitor.need_gpu:
         return "cpu", None, "cpu"
-    if os.environ.get("SLURM_JOB_ID") and os.environ.get("CUDA_VISIBLE_DEVICES"):
-        return "cuda:0", None, f"cuda:{os.environ['CUDA_VISIBLE_DEVICES'].split(',')[0]}"
+    granted = inherited_devices()
+    if os.environ.get("SLURM_JOB_ID") and granted:
+        lock_dir = os.path.join(default_lock_dir(), f"slurm-{os.environ['SLURM_JOB_ID']}")
+        slot, handle = acquire_slot(granted, lock_dir=lock_dir)
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot
+        return "cuda:0", handle, f"cuda:{slot}" if slot.isdigit() else slot
     devices = list(monitor.gpu_available or visible_gpus())
     if not devices:
         raise MosaicError(f"{run_label} needs a GPU (need_gpu = True) but no GPU is visible on this machine")

@@ -4,6 +4,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import sys
 import time
 
@@ -13,6 +14,7 @@ import torch
 import mosaic
 from mosaic import runfiles
 from mosaic.errors import MosaicError
+from mosaic.experiment.spec import IDENTITY_PROCESS_KEYS
 from mosaic.run.classes import construct, load_class, takes_run_info
 from mosaic.run.metrics import Metrics
 
@@ -129,6 +131,9 @@ class Pipeline:
 
     def state(self):
         return [m.state_dict() if isinstance(m, torch.nn.Module) else None for m in self.models]
+
+    def saves_itself(self):
+        return any(hasattr(model, "save_model") for model in self.models)
 
     def load_state(self, states, folder):
         for index, (model, state) in enumerate(zip(self.models, states)):
@@ -323,10 +328,42 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all([cuda_state.cpu() for cuda_state in state["cuda"]])
 
 
-def save_checkpoint(path, run, pipeline, optimizer, rows, duration, metric_rows=()):
+USER_MODELS_PREFIX = "checkpoint_models_"
+
+
+def save_user_models_for(folder, pipeline, epoch):
+    """The models that save themselves (save_model), saved for the checkpoint of `epoch` into a
+    folder of their own, complete before it is renamed into place: a process killed at any moment
+    leaves the previous checkpoint's models intact. Returns the folder's name, or None."""
+    if not pipeline.saves_itself():
+        return None
+    name = f"{USER_MODELS_PREFIX}{epoch}"
+    final = os.path.join(folder, name)
+    tmp = f"{final}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    pipeline.save_user_models(tmp)
+    shutil.rmtree(final, ignore_errors=True)  # left by an attempt killed before its checkpoint
+    os.replace(tmp, final)
+    return name
+
+
+def remove_user_models(folder, keep=None):
+    """Remove the checkpoint model folders but `keep` (the one the current checkpoint names)."""
+    for entry in os.listdir(folder):
+        if entry.startswith(USER_MODELS_PREFIX) and entry != keep:
+            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
+
+
+def save_checkpoint(path, run, pipeline, optimizer, rows, duration, identity=None, user_models=None,
+                    metric_rows=()):
+    """A checkpoint; `user_models`: the folder (in the run's) holding the models that save
+    themselves, None for the run's folder itself (the final model)."""
     state = {
+        "user_models": user_models,
         "format": CHECKPOINT_FORMAT,
         "run_hash": run.run_hash,
+        "identity": identity,
         "seed": run.seed,
         "epoch": len(rows),
         "losses": rows,
@@ -336,13 +373,13 @@ def save_checkpoint(path, run, pipeline, optimizer, rows, duration, metric_rows=
         "optimizer": optimizer.state_dict(),
         "rng": rng_state(),
     }
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with runfiles.replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
-def load_checkpoint(path, run, device):
-    """A checkpoint of this run, or None when there is none (or it belongs to another run)."""
+def load_checkpoint(path, run, device, identity=None):
+    """A checkpoint of this run, or None when there is none, or it belongs to another run, or to
+    this run before its code changed (`identity`, see mosaic/experiment/spec.py)."""
     if not os.path.exists(path):
         return None
     try:
@@ -355,16 +392,34 @@ def load_checkpoint(path, run, device):
         return None
     if state.get("format") != CHECKPOINT_FORMAT or state.get("run_hash") != run.run_hash:
         return None
+    if identity is not None and state.get("identity") != identity:
+        return None
     return state
+
+
+def describe_run(experiment, run):
+    """What result.json says of a run trained without a spec (see mosaic/experiment/spec.py)."""
+    process = experiment.process
+    return {
+        "modules": [
+            {"type": m.type, "section": m.section, "class": m.class_name, "path_to_class": m.path_in_ini,
+             "key": m.key, "params": m.param_dict()}
+            for m in run.modules
+        ],
+        "process": {key: getattr(process, key) for key in IDENTITY_PROCESS_KEYS} | {"epochs": process.epochs},
+    }
 
 
 def versions():
     return {"python": platform.python_version(), "torch": torch.__version__, "mosaic": mosaic.__version__}
 
 
-def train_run(experiment, run, device="cpu", target_epochs=None, log=print, device_name=None):
+def train_run(experiment, run, device="cpu", target_epochs=None, log=print, device_name=None,
+              identity=None, description=None):
     """Train `run` to `target_epochs` (default: the ini's epochs), continuing from its checkpoint.
 
+    `identity` (the run's code and values, from its spec) must match the checkpoint's to continue it;
+    `description` (its classes, parameters and PROCESS values) goes into result.json.
     Writes losses.tsv, model.pt and result.json (last) into the run's folder; returns the result.
     """
     rfp = experiment.process.run_files_path
@@ -387,9 +442,9 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     test_batches = batch_source(pipeline.test_loader, device)
     metrics = Metrics(experiment, pipeline.models[-1])
     rows, metric_rows, previous = [], [], 0.0
-    checkpoint = load_checkpoint(checkpoint_path, run, device)
+    checkpoint = load_checkpoint(checkpoint_path, run, device, identity)
     if checkpoint is not None and checkpoint["epoch"] <= target:
-        pipeline.load_state(checkpoint["models"], folder)
+        pipeline.load_state(checkpoint["models"], os.path.join(folder, checkpoint.get("user_models") or ""))
         optimizer.load_state_dict(checkpoint["optimizer"])
         set_rng_state(checkpoint["rng"])
         rows, previous = list(checkpoint["losses"]), checkpoint["duration_s"]
@@ -414,15 +469,18 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
             break
         if every and epoch % every == 0 and epoch < target:
             elapsed = previous + time.perf_counter() - started
-            pipeline.save_user_models(folder)  # what load_state reloads for models that are not nn.Modules
-            save_checkpoint(checkpoint_path, run, pipeline, optimizer, rows, elapsed, metric_rows)
+            user_models = save_user_models_for(folder, pipeline, epoch)  # models that are not nn.Modules
+            save_checkpoint(checkpoint_path, run, pipeline, optimizer, rows, elapsed, identity, user_models,
+                            metric_rows)
+            remove_user_models(folder, keep=user_models)
 
     duration = previous + time.perf_counter() - started
     pipeline.save_user_models(folder)
     runfiles.write_atomic(os.path.join(folder, runfiles.LOSSES), runfiles.format_losses(rows))
     if metric_rows:
         runfiles.write_atomic(os.path.join(folder, runfiles.METRICS), runfiles.format_metrics(metric_rows))
-    save_checkpoint(os.path.join(folder, runfiles.MODEL), run, pipeline, optimizer, rows, duration, metric_rows)
+    save_checkpoint(os.path.join(folder, runfiles.MODEL), run, pipeline, optimizer, rows, duration, identity,
+                    metric_rows=metric_rows)
     result = {
         "run_hash": run.run_hash,
         "run_id": run.run_id,
@@ -440,6 +498,8 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         "versions": versions(),
         "started_at": started_at,  # wall-clock times of this attempt, to see who used a device when
         "finished_at": time.time(),
+        **(description or describe_run(experiment, run)),
     }
     runfiles.write_json(os.path.join(folder, runfiles.RESULT), result)
+    remove_user_models(folder)
     return result

@@ -20,6 +20,8 @@ if message := helpers.check_metaplot_values(config["metaplot_values"]):
     helpers.exit_with(message)
 
 EXPERIMENT = helpers.load_or_exit(config["ini"])
+if workflow.is_main_process:  # not again in each cluster job
+    helpers.write_run_specs(EXPERIMENT)  # each job reads its run's spec, never the ini
 # Jobs run `python -m mosaic.run.job` with this interpreter and this package, or in the conda
 # environment of workflow/envs under --sdm conda (see job_shell_prefix).
 shell.prefix(helpers.job_shell_prefix(own_environment=not helpers.uses_conda(workflow)))
@@ -44,11 +46,6 @@ wildcard_constraints:
 def run_path(name):
     """Pattern of one per-run file: <run_files_path>/{run}/<name>."""
     return os.path.join(RUNS, "{run}", name)
-
-
-def class_files(wildcards):
-    """The class files of a run: editing one retrains the runs that use it."""
-    return EXPERIMENT.class_files(EXPERIMENT.run_by_hash(wildcards.run))
 
 
 def run_priority(wildcards):

@@ -1,19 +1,18 @@
 # One job per run of the ini. The job is a plain shell command (cheaper than script:, and
 # unaffected by edits of workflow scripts); its output folder is named by the run's content hash.
+# Its only input is the run's spec (classes, parameters, code fingerprints, epochs): the job is
+# rerun exactly when that content changes, whatever the ini's name (see config/README.md).
 
 
 rule train:
     input:
-        class_files,
+        spec=run_path("spec.json"),
     output:
         model=run_path("model.pt"),
         losses=run_path("losses.tsv"),
         result=run_path("result.json"),
     log:
         run_path("train.log"),
-    params:
-        ini=helpers.relative(INI),
-        epochs=EXPERIMENT.process.epochs,
     threads: 1
     priority: run_priority
     resources:
@@ -21,4 +20,4 @@ rule train:
     conda:
         "../envs/mosaic.yaml"
     shell:
-        "python -m mosaic.run.job {params.ini:q} {wildcards.run} --threads {threads} >> {log:q} 2>&1"
+        "python -m mosaic.run.job {input.spec:q} --threads {threads} >> {log:q} 2>&1"
