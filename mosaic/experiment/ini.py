@@ -182,7 +182,8 @@ def _parse_monitor(section, ini_dir):
         multiplicity=section.integer("multiplicity", 1, minimum=1),
         cache_database_path=_local_path(section.text("cache_database_path", "./cache.db"), ini_dir),
         cache_size=_cache_size(section),
-        extra=section.extra(),
+        runs_per_gpu=section.integer("runs_per_gpu", 1, minimum=1),
+        extra=section.extra(),  # last: every key not read above
     )
 
 

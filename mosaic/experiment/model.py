@@ -82,6 +82,7 @@ class Monitor:
     cache_database_path: str
     cache_size: int
     extra: tuple = ()
+    runs_per_gpu: int = 1  # runs sharing one GPU (each run still initialises CUDA itself)
 
 
 @dataclass(frozen=True)
