@@ -32,6 +32,22 @@ def hold_lock(folder):
     return handle
 
 
+def process_alive(pid):
+    """Whether `pid` runs; a zombie does not (a killed Snakemake stays one while mosaic_run reads its pipe,
+    which this job's shell holds open: waiting for it would never end)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def watch_snakemake(interval=2.0):
     """Exit when the Snakemake process that started this job is gone (killed with -9, say):
     an orphan would keep training and hold the run's lock. Its last checkpoint stays for the
@@ -43,13 +59,9 @@ def watch_snakemake(interval=2.0):
     def watch():
         while True:
             time.sleep(interval)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not process_alive(pid):
                 print("mosaic: Snakemake is gone; stopping this run", file=sys.stderr, flush=True)
                 os._exit(4)
-            except PermissionError:
-                pass
 
     threading.Thread(target=watch, daemon=True).start()
 
