@@ -83,16 +83,20 @@ def write_synthetic_runs(experiment, epochs):
             json.dump(result, handle)
 
 
-def dry_run(ini, folder):
-    """`snakemake -n` for this ini, from the repository root, in `folder`: (wall, train jobs, total jobs)."""
-    log = os.path.join(folder, "dry_run.log")
-    command = [
+def dry_run_command(ini, folder):
+    """`snakemake -n` for this ini in `folder`, to be run from the repository root."""
+    return [
         sys.executable, "-m", "snakemake", "-n", "--snakefile", os.path.join(REPO, "Snakefile"),
         "--directory", folder, "--cores", "2", "--config", f"ini={ini}",
         f"database={os.path.join(folder, 'results', 'mosaic.db')}",
         f"plots={os.path.join(folder, 'results', 'plots')}",
     ]
-    wall, rc, _ = timed_command(command, cwd=REPO, log=log)
+
+
+def dry_run(ini, folder):
+    """`snakemake -n` for this ini, from the repository root, in `folder`: (wall, train jobs, total jobs)."""
+    log = os.path.join(folder, "dry_run.log")
+    wall, rc, _ = timed_command(dry_run_command(ini, folder), cwd=REPO, log=log)
     with open(log) as handle:
         text = handle.read()
     if rc != 0:

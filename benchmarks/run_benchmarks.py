@@ -25,7 +25,7 @@ sys.path.insert(1, os.path.dirname(HERE))  # benchmark this checkout, whatever i
 
 import harness  # noqa: E402
 
-BENCHMARKS = ("step", "expand", "tutorial", "warmstart")
+BENCHMARKS = ("step", "expand", "tutorial", "warmstart", "scale")
 DEFAULT = BENCHMARKS
 
 

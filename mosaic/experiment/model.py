@@ -83,6 +83,7 @@ class Monitor:
     cache_size: int
     extra: tuple = ()
     runs_per_gpu: int = 1  # runs sharing one GPU (each run still initialises CUDA itself)
+    batch_cache_limit: int | None = None  # bytes of batches kept on the device; None: from free memory
 
 
 @dataclass(frozen=True)
