@@ -258,3 +258,30 @@ def test_the_server_refuses_nothing_but_bad_requests(warm_experiment):
     rc, _, err = setup.job(1)
     assert rc == 0, err
     assert len(setup.server_pids()) == 1
+
+
+def test_one_server_per_environment_whatever_the_workflow_adds_to_the_path(monkeypatch, tmp_path):
+    import mosaic
+
+    package_parent = os.path.dirname(os.path.dirname(mosaic.__file__))
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    key = warm.server_key()
+    monkeypatch.setenv("PYTHONPATH", f"{package_parent}{os.pathsep}/somewhere")  # as the workflow exports it
+    assert warm.server_key() == key
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    assert warm.server_key() != key
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "another-venv"))  # same interpreter, other venv
+    assert warm.server_key() != key
+
+
+def test_prestart_starts_the_server_that_jobs_then_use(warm_experiment, monkeypatch):
+    setup = warm_experiment
+    for name, value in setup.env.items():
+        monkeypatch.setenv(name, value)
+    warm.prestart()
+    wait_for(lambda: list(setup.dir.glob("*.sock")) and setup.server_pids(), what="the server")
+    rc, _, err = setup.job(0)
+    assert rc == 0, err
+    assert len(setup.server_pids()) == 1
+    assert setup.run_pid(0)

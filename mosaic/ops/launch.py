@@ -98,6 +98,10 @@ def run_experiment(ini, database, plots, cores=None, profile=None, dry_run=False
     # Watch every run: Snakemake also retrains done runs whose class file changed.
     watcher = runner.Watcher(experiment, selected or experiment.runs, say, total=len(to_train))
     watcher.start()
+    if to_train and not profile:
+        from mosaic.run.warm import prestart
+
+        prestart()  # the warm-start server imports torch while Snakemake starts
     returncode, tail = runner.run_snakemake(command, log_path, say, on_interrupt=request_pause,
                                             watcher=watcher)
     watcher.finish()

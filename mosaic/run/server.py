@@ -12,6 +12,7 @@ killed job ends its run (the child sees the connection close), and a killed run 
 (the connection closes without a status). The server exits after MOSAIC_WARM_IDLE seconds without a job.
 """
 
+import gc
 import os
 import signal
 import socket
@@ -36,6 +37,8 @@ def preload():
 
     import mosaic.run.job  # noqa: F401
     import mosaic.run.training  # noqa: F401
+
+    gc.freeze()  # what is loaded now stays shared with the forked runs (no collector writes to it)
 
 
 def watch_client(sock, finished):

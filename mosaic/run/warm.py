@@ -77,8 +77,10 @@ def code_stamp():
 def server_key():
     """One server per environment: interpreter, Mosaic's code (its files' times, which change with an
     upgrade or an edit) and the import path it was started with."""
-    text = "\0".join([os.path.realpath(sys.executable), repr(code_stamp()),
-                      os.environ.get("PYTHONPATH", "")])
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != package_parent]
+    # sys.prefix, not the resolved interpreter: every venv of one Python resolves to the same binary.
+    text = "\0".join([sys.prefix, sys.executable, repr(code_stamp()), *paths])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -209,6 +211,31 @@ def relay(sock, pid):
         os.kill(os.getpid(), received[-1])
     print(f"mosaic: the run's process {pid} ended without an exit status (killed?)", file=sys.stderr, flush=True)
     return 1
+
+
+def prestart():
+    """Start this environment's server in the background (mosaic_run does, so that its imports overlap
+    Snakemake's start-up); never fails."""
+    if not enabled():
+        return
+    try:
+        path = socket_path()
+    except Unavailable:
+        return
+    sock = connect(path)
+    if sock is not None:
+        sock.close()
+        return
+
+    def start():
+        try:
+            start_server(path).close()
+        except (Unavailable, OSError):
+            pass
+
+    import threading
+
+    threading.Thread(target=start, daemon=True).start()
 
 
 def run_job(argv, train_in_process):
