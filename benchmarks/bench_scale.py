@@ -145,10 +145,40 @@ def database_updates(args, work):
     return rows
 
 
+CACHE = """
+import resource, torch
+from mosaic.run.training import batch_source
+rows = {rows}
+data = torch.utils.data.TensorDataset(torch.ones(rows, 63), torch.ones(rows, 1))  # 256 bytes a row
+loader = torch.utils.data.DataLoader(data, batch_size=4096)
+batches = batch_source(loader, "cpu", {limit})
+for epoch in range(2):
+    total = sum(float(x[0, 0]) for x, y in batches())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def batch_cache(args, work):
+    """Peak memory of two epochs over a big TensorDataset, cached on the device or streamed."""
+    size_mb = 256 if args.quick else 1024
+    rows = size_mb * 1024 * 1024 // 256
+    folder = os.path.join(work, "cache")
+    os.makedirs(folder, exist_ok=True)
+    found = []
+    for label, limit in (("cached (limit above its size)", size_mb << 21), ("streamed (limit below its size)", 0),
+                         ("default limit (a quarter of the free memory)", None)):
+        wall, rss, rc = python_measured(CACHE.format(rows=rows, limit=limit), folder)
+        if rc != 0:
+            raise RuntimeError(f"batch cache measurement failed ({rc})")
+        found.append([f"two epochs over a {size_mb} MB TensorDataset, batch 4096: {label}", rows, wall, rss])
+    return found
+
+
 def run(args, work):
     contention = Contention()
     rows, writing = big_ini(args, work)
     rows += database_updates(args, work)
+    rows += batch_cache(args, work)
     load = contention.report()
     text = [
         "## scale: big sweeps on synthetic finished runs",
@@ -157,7 +187,8 @@ def run(args, work):
         f"for every run (writing them took {writing:.0f} s for the big ini). Each command in a fresh process; "
         "peak memory is its maximum resident set (wait4). `snakemake -n` runs from the repository root with "
         "its output to a file. The database updates: a first build with the last 100 runs missing, then "
-        "those 100 written (added), then 100 others rewritten (rerun), each an incremental `database.build`.",
+        "those 100 written (added), then 100 others rewritten (rerun), each an incremental `database.build`. "
+        "The batch cache rows: a run's data path alone (training.batch_source); 'runs' is the dataset's rows.",
         "",
         table(["command", "runs", "wall s", "peak RSS MB"],
               [[name, f"{runs:,}", f"{wall:.2f}", f"{rss:.0f}"] for name, runs, wall, rss in rows]),

@@ -94,7 +94,7 @@ def run(args, work):
 
     jobs = 4 if args.quick else args.warm_jobs
     warm_runs = 48 if args.quick else args.warm_runs
-    cold_runs = 48 if args.quick else max(8, warm_runs // 5 // 8 * 8)
+    cold_runs = 16 if args.quick else max(8, warm_runs // 5 // 8 * 8)
     contention = Contention()
     folder = os.path.join(work, "jobs")
     ini = tutorial_folder(folder, {("PROCESS", "epochs"): 1, ("MONITOR", "multiplicity"): jobs})
