@@ -26,20 +26,28 @@ def add_arguments(parser):
 
 
 def measured(command, cwd, log=None):
-    """(wall s, peak RSS MB, return code) of one command, its peak memory from wait4."""
+    """(wall s, peak RSS MB, return code) of one command, its peak memory from GNU time (wait4 on our own
+    child would count the pages of this big process, copied by fork before the exec)."""
     import subprocess
+    import tempfile
 
+    handle, report = tempfile.mkstemp(dir=cwd, prefix=".time-")
+    os.close(handle)
     out = open(log, "w") if log else subprocess.DEVNULL
     try:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
+        timer = ["/usr/bin/time", "-o", report, "-f", "%M"] if os.path.exists("/usr/bin/time") else []
+        rc = subprocess.run([*timer, *command], cwd=cwd, env=child_env(), stdout=out,
+                            stderr=subprocess.STDOUT).returncode
         wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
+        with open(report) as lines:
+            words = lines.read().split()
+        rss_kb = int(words[-1]) if words else float("nan")  # nan: GNU time is not installed
     finally:
         if log:
             out.close()
-    return wall, usage.ru_maxrss / 1024, process.returncode
+        os.remove(report)
+    return wall, rss_kb / 1024, rc
 
 
 def python_measured(code, cwd):
@@ -115,7 +123,7 @@ def database_updates(args, work):
     """Incremental updates of a database of db_runs runs: 100 added, then 100 rerun; plots."""
     from mosaic.experiment import load_experiment
 
-    runs = 1000 if args.quick else args.scale_db_runs
+    runs = 400 if args.quick else args.scale_db_runs
     epochs = 40 if args.quick else args.scale_epochs
     folder = os.path.join(work, f"db_{runs}")
     ini = expand_ini(folder, runs)
@@ -185,7 +193,7 @@ def run(args, work):
         "",
         "The tutorial ini with both width ranges widened (see expand); synthetic result.json and losses.tsv "
         f"for every run (writing them took {writing:.0f} s for the big ini). Each command in a fresh process; "
-        "peak memory is its maximum resident set (wait4). `snakemake -n` runs from the repository root with "
+        "peak memory is its maximum resident set (GNU time). `snakemake -n` runs from the repository root with "
         "its output to a file. The database updates: a first build with the last 100 runs missing, then "
         "those 100 written (added), then 100 others rewritten (rerun), each an incremental `database.build`. "
         "The batch cache rows: a run's data path alone (training.batch_source); 'runs' is the dataset's rows.",
