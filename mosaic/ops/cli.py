@@ -124,8 +124,12 @@ def mosaic_generate(argv):
         }
         for run in experiment.runs
     ]
+    # One run a line: json's C encoder (indent= falls back to the pure-Python one, 10x slower at 100,000 runs).
     with open(args.output, "w") as handle:
-        json.dump(runs, handle, indent=2)
+        handle.write("[")
+        for index, run in enumerate(runs):
+            handle.write(("\n" if index == 0 else ",\n") + json.dumps(run))
+        handle.write("\n]\n")
     print(f"{len(runs)} runs written to {args.output}")
     return 0
 
