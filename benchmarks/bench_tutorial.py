@@ -14,6 +14,7 @@ from harness import (
     STEP_PIPELINE,
     Contention,
     check,
+    child_env,
     children_cpu,
     median,
     mosaic_command,
@@ -44,7 +45,8 @@ def job_startup(work, reps):
     walls, durations = [], []
     for _ in range(reps):
         shutil.rmtree(run_folder, ignore_errors=True)
-        wall, rc, output = timed_command([sys.executable, "-m", "mosaic.run.job", ini, run.run_hash], cwd=folder)
+        wall, rc, output = timed_command([sys.executable, "-m", "mosaic.run.job", ini, run.run_hash], cwd=folder,
+                                         env=child_env(MOSAIC_WARM_START="0"))  # in-process: what it imports
         if rc != 0:
             raise RuntimeError(f"mosaic.run.job failed:\n{output}")
         walls.append(wall)
@@ -133,7 +135,8 @@ def run(args, work):
         ["rest: job start-ups outside train_run, Snakemake, database, plots", f"{wall - train_wall:.1f} s"],
         ["epoch time in the runs: median (p90)",
          f"{median(epoch_s) * 1e3:.1f} ms ({epoch_s[int(0.9 * (len(epoch_s) - 1))] * 1e3:.1f} ms)"],
-        ["one `python -m mosaic.run.job`, 1-epoch run, alone", f"{job_wall:.2f} s"],
+        ["one `python -m mosaic.run.job`, 1-epoch run, alone, in-process (MOSAIC_WARM_START=0; the warm start: "
+         "see warmstart)", f"{job_wall:.2f} s"],
         ["  of which train_run (its duration_s: torch._dynamo import, data, model, 1 epoch, saves)",
          f"{job_duration:.3f} s"],
         *[[f"  {label}", f"{value:.3f} s"] for label, value in parts],
