@@ -25,8 +25,8 @@ sys.path.insert(1, os.path.dirname(HERE))  # benchmark this checkout, whatever i
 
 import harness  # noqa: E402
 
-BENCHMARKS = ("step", "expand", "tutorial", "warmstart", "scale", "original")
-DEFAULT = ("step", "expand", "tutorial", "warmstart", "scale")  # original: minutes of the old tool
+BENCHMARKS = ("step", "expand", "tutorial", "warmstart", "scale", "original", "gpu")
+DEFAULT = ("step", "expand", "tutorial", "warmstart", "scale")  # original: minutes of the old tool; gpu: needs one
 
 
 def modules():
