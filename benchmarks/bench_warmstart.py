@@ -132,10 +132,13 @@ def run(args, work):
         table(["design", "job overhead", "runs end to end", "overhead per run end to end",
                "to last result / mosaic_run wall"], rows),
         "",
-        "Why the fork server: it keeps one Snakemake job per run (Snakemake schedules, retries and logs each "
-        "run; a kill of a job ends exactly one run) and costs about what several runs in one process cost, "
-        "while a group of runs in one process shares one failure, one log and one retry between k runs. "
-        "What remains end to end is mostly Snakemake's own per-job cost in its main process.",
+        f"Why the fork server won: a warm job costs {median(warm):.2f} s around its run while keeping one "
+        "Snakemake job per run (Snakemake schedules, retries and logs each run; a kill of a job ends exactly one "
+        f"run). Several runs in one process paid {grouped:.2f} s per run with {len(hashes)} runs a process: the "
+        f"interpreter and torch import ({median(cold):.2f} s cold) are shared by k runs, so it needs k of about "
+        f"{median(cold) / max(median(warm), 1e-3):.0f} runs a process to match the warm job, and then one failure, "
+        "one kill, one log and one retry concern k runs, and Snakemake's progress counts groups. What remains end "
+        "to end is mostly Snakemake's own per-job cost in its main process (45-120 ms a job).",
         "",
         load,
         "",
