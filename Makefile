@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: setup tutorial test test-fast lint benchmark clean
+.PHONY: setup tutorial test test-fast lint benchmark benchmark-quick clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,9 @@ lint: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/run_benchmarks.py
+
+benchmark-quick: setup
+	$(BIN)/python benchmarks/run_benchmarks.py --quick
 
 clean:
 	rm -rf results share/.runs .snakemake .mosaic

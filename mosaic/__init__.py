@@ -4,12 +4,21 @@ Layers (see README.md, "Layout"): `experiment` (the ini, standard library only),
 run, torch), `results` (database, statistics, plots; no torch), `ops` (commands and Snakemake).
 """
 
-from importlib import metadata
 
-try:
-    __version__ = metadata.version("mosaic-snakemake")
-except metadata.PackageNotFoundError:  # a plain checkout on PYTHONPATH, not installed
-    __version__ = "0+unknown"
+
+def __getattr__(name):
+    """`mosaic.__version__`, read from the package metadata on first use: importlib.metadata costs
+    tens of milliseconds, which every training job would pay at start-up."""
+    if name != "__version__":
+        raise AttributeError(f"module 'mosaic' has no attribute {name!r}")
+    from importlib import metadata
+
+    try:
+        version = metadata.version("mosaic-snakemake")
+    except metadata.PackageNotFoundError:  # a plain checkout on PYTHONPATH, not installed
+        version = "0+unknown"
+    globals()["__version__"] = version
+    return version
 
 
 def download_file(url, path):

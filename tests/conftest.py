@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TUTORIAL_INI = (ROOT / "share" / "config.ini").read_text()
+os.environ.setdefault("MOSAIC_WARM_IDLE", "20")  # the tests' warm-start servers do not linger after them
 
 
 def set_key(ini_text, section, key, value):

@@ -318,3 +318,89 @@ def test_select_by_text_param(db_path):
     assert select_run_ids(db_path, param=("comment", "first try")) == list(range(1, 25))
     assert select_run_ids(db_path, param=("class", "brick' OR '1'='1")) == []
     assert select_run_ids(db_path, param=("class", "brick"), ids={12, 13}) == [13]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Incremental updates: only changed runs are read again, and the result equals a full rebuild
+
+
+def table_rows(path):
+    tables = {
+        "runs": "SELECT * FROM runs ORDER BY run_id",
+        "params": "SELECT * FROM params ORDER BY run_id, module_type, name",
+        "losses": "SELECT * FROM losses ORDER BY run_id, epoch",
+        "meta": "SELECT * FROM meta WHERE name != 'built_at' ORDER BY name",
+    }
+    return {name: query(path, sql) for name, sql in tables.items()}
+
+
+def count_reads(monkeypatch):
+    from mosaic.results import database
+
+    reads = []
+    original = database._read_run
+
+    def counting(run_files_path, run_hash):
+        reads.append(run_hash)
+        return original(run_files_path, run_hash)
+
+    monkeypatch.setattr(database, "_read_run", counting)
+    return reads
+
+
+def test_incremental_update_reads_only_changed_runs_and_equals_a_full_rebuild(db_path, experiment, tmp_path,
+                                                                                monkeypatch):
+    rfp = experiment.process.run_files_path
+    runs = {run.run_id: run for run in experiment.runs}
+    train, test = curves(runs[7])
+    write_done(rfp, runs[7], [x * 2 for x in train], test[:10])  # rerun, with other losses
+    write_done(rfp, runs[3], train, test)  # a pending run is done
+    write_done(rfp, runs[1], train, test)  # the failed run, rerun
+    os.remove(run_file(rfp, runs[1].run_hash, ERROR))
+    more = fake_experiment(tmp_path, model_key="{class}_w{width}")  # re-keyed: every run's params change
+    added = []
+    for extra in range(2):  # and two runs added
+        run = SimpleNamespace(**{**vars(more.runs[-1]), "run_id": 25 + extra, "run_hash": f"h{25 + extra:04d}",
+                                 "replicate": 4 + extra})
+        write_done(rfp, run, train, test)
+        added.append(run)
+    grown = SimpleNamespace(ini_path=more.ini_path, process=more.process, runs=more.runs + tuple(added))
+
+    reads = count_reads(monkeypatch)
+    build(experiment, db_path)  # nothing about the keys changed yet: only 7, 3, 1 and the running run 2
+    assert sorted(reads) == ["h0001", "h0002", "h0003", "h0007"]
+    full = str(tmp_path / "full.db")
+    build(experiment, full, incremental=False)
+    assert table_rows(db_path) == table_rows(full)
+
+    reads.clear()
+    build(grown, db_path)
+    assert len(reads) == 26  # re-keying changes every run's rows
+    build(grown, full, incremental=False)
+    assert table_rows(db_path) == table_rows(full)
+    assert query(db_path, "SELECT COUNT(*) FROM runs") == [(26,)]
+
+    shrunk = SimpleNamespace(ini_path=more.ini_path, process=more.process, runs=grown.runs[:20])
+    reads.clear()
+    build(shrunk, db_path)  # runs gone from the ini leave the database
+    assert reads == ["h0002"]
+    build(shrunk, full, incremental=False)
+    assert table_rows(db_path) == table_rows(full)
+
+
+def test_a_database_removed_by_snakemake_is_updated_from_its_store(db_path, experiment, monkeypatch):
+    os.remove(db_path)  # Snakemake removes a job's output before running it
+    reads = count_reads(monkeypatch)
+    build(experiment, db_path)
+    assert reads == ["h0002"]  # the running run only
+    assert query(db_path, "SELECT COUNT(*) FROM runs") == [(24,)]
+    assert os.listdir(os.path.dirname(db_path)) == ["mosaic.db"]
+
+
+def test_a_run_that_stopped_training_is_read_again(db_path, experiment, tmp_path):
+    """A running run is re-read every time: when its process dies its lock goes, not its files."""
+    assert query(db_path, "SELECT status FROM runs WHERE run_id = 2") == [("running",)]
+    lock = run_file(experiment.process.run_files_path, "h0002", LOCK)
+    os.remove(lock)  # the fixture's holder still has the removed file locked; the run is not running now
+    build(experiment, db_path)
+    assert query(db_path, "SELECT status FROM runs WHERE run_id = 2") == [("pending",)]

@@ -182,8 +182,8 @@ def test_kill_9_releases_the_device(tmp_path):
 # select_device and visible_gpus
 
 
-def monitor(need_gpu=True, gpu_available=("cuda:1",)):
-    return types.SimpleNamespace(need_gpu=need_gpu, gpu_available=gpu_available)
+def monitor(need_gpu=True, gpu_available=("cuda:1",), runs_per_gpu=1):
+    return types.SimpleNamespace(need_gpu=need_gpu, gpu_available=gpu_available, runs_per_gpu=runs_per_gpu)
 
 
 def unset(monkeypatch, name):
@@ -376,3 +376,58 @@ def test_need_gpu_without_a_gpu_fails_each_run_before_training(tmp_path):
     assert re.findall(r"^\t\[(\d)\] ", errors, re.M) == ["1", "2", "3", "4"]
     last_lines = re.findall(r"MosaicError: run \d \(.*\) needs a GPU \(need_gpu = True\) but no GPU", errors)
     assert len(last_lines) == 4
+
+
+# ---------------------------------------------------------------------------------------------------------
+# [MONITOR] runs_per_gpu: K slots per device, runs spread over the devices before they share one
+
+
+def test_slots_spread_runs_over_devices_before_sharing_one(tmp_path):
+    held = [acquire_slot(TWO, lock_dir=tmp_path, poll=0.01, timeout=1, slots_per_device=2) for _ in range(4)]
+    assert [device for device, _ in held] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    with pytest.raises(TimeoutError):  # 2 devices x 2 slots are taken
+        acquire_slot(TWO, lock_dir=tmp_path, poll=0.01, timeout=0.05, slots_per_device=2)
+    held[3][1].close()  # a run on cuda:1 ends: the next run goes there, to the less busy device
+    device, handle = acquire_slot(TWO, lock_dir=tmp_path, poll=0.01, timeout=1, slots_per_device=2)
+    assert device == "cuda:1"
+    held[0][1].close()
+    held[2][1].close()  # cuda:0 is now idle, cuda:1 has two runs: the next one takes cuda:0
+    device, other = acquire_slot(TWO, lock_dir=tmp_path, poll=0.01, timeout=1, slots_per_device=2)
+    assert device == "cuda:0"
+    for h in (handle, other, held[1][1]):
+        h.close()
+
+
+def test_one_slot_per_device_keeps_the_lock_names_of_one_run_per_gpu(tmp_path):
+    _, handle = acquire_slot(["cuda:0"], lock_dir=tmp_path, timeout=1, slots_per_device=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["cuda_0.lock"]
+    _, second = acquire_slot(["cuda:0"], lock_dir=tmp_path, timeout=1, slots_per_device=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cuda_0.lock", "cuda_0.slot1.lock"]
+    handle.close()
+    second.close()
+
+
+def test_select_device_shares_a_gpu_between_runs_per_gpu_runs(local):
+    shared = monitor(gpu_available=("cuda:0",), runs_per_gpu=2)
+    first = select_device(shared, "run 1 (p)")
+    second = select_device(shared, "run 2 (p)")
+    assert first[::2] == second[::2] == ("cuda:0", "cuda:0")
+    with pytest.raises(TimeoutError):
+        acquire_slot(["cuda:0"], lock_dir=local, poll=0.01, timeout=0.05, slots_per_device=2)
+    first[1].close()
+    second[1].close()
+
+
+def test_runs_per_gpu_is_read_from_the_ini_and_multiplies_the_local_gpu_slots(tmp_path):
+    from mosaic.ops.workflow_helpers import local_gpu_count
+
+    experiment = Experiment(tmp_path / "exp", {**small_settings(), ("MONITOR", "gpu_available"): "cuda:0, cuda:1"})
+    assert load_experiment(str(experiment.ini)).monitor.runs_per_gpu == 1
+    experiment.edit("MONITOR", "runs_per_gpu", 4)
+    loaded = load_experiment(str(experiment.ini))
+    assert loaded.monitor.runs_per_gpu == 4
+    assert ("runs_per_gpu", 4) not in loaded.monitor.extra
+    assert local_gpu_count(loaded) == 8
+    experiment.edit("MONITOR", "runs_per_gpu", 0)
+    with pytest.raises(MosaicError, match="runs_per_gpu.*>= 1"):
+        load_experiment(str(experiment.ini))

@@ -627,6 +627,34 @@ def test_random_collate_and_batch_samplers_give_new_batches_each_epoch():
     assert len(orders) > 1
 
 
+def test_a_dataset_above_the_cache_limit_is_streamed_batch_by_batch():
+    data = torch.utils.data
+    loader = data.DataLoader(data.TensorDataset(torch.arange(8.0), torch.arange(8.0)), batch_size=4)
+    size = 2 * 8 * 4  # two tensors of 8 float32
+    cached = batch_source(loader, "cpu", limit=size)
+    streamed = batch_source(loader, "cpu", limit=size - 1)
+    assert list(cached())[0][0] is list(cached())[0][0]
+    first, second = list(streamed()), list(streamed())
+    assert first[0][0] is not second[0][0]
+    assert [torch.equal(a[0], b[0]) for a, b in zip(first, list(cached()))] == [True, True]
+
+
+def test_streamed_and_cached_batches_train_alike(tmp_path):
+    cached = make_experiment(tmp_path / "cached", TOY_DATA + model_section("Affine"))
+    streamed = make_experiment(tmp_path / "streamed", "batch_cache = 0\n" + TOY_DATA + model_section("Affine"))
+    assert (cached.monitor.batch_cache_limit, streamed.monitor.batch_cache_limit) == (None, 0)
+    for experiment in (cached, streamed):
+        train_run(experiment, experiment.runs[0], log=lambda line: None)
+    assert losses(cached, cached.runs[0]) == losses(streamed, streamed.runs[0])
+
+
+def test_batch_cache_takes_a_size_or_auto(tmp_path):
+    experiment = make_experiment(tmp_path, "batch_cache = 2G\n" + TOY_DATA + model_section("Affine"))
+    assert experiment.monitor.batch_cache_limit == 2_000_000_000
+    with pytest.raises(MosaicError, match="batch_cache"):
+        make_experiment(tmp_path, "batch_cache = lots\n" + TOY_DATA + model_section("Affine"))
+
+
 def test_empty_train_loader_is_a_mosaic_error():
     data = torch.utils.data
     loader = data.DataLoader(data.TensorDataset(torch.zeros(3), torch.zeros(3)), batch_size=4, drop_last=True)

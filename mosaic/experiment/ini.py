@@ -216,7 +216,9 @@ def _parse_monitor(section, ini_dir):
         multiplicity=section.integer("multiplicity", 1, minimum=1),
         cache_database_path=_local_path(section.text("cache_database_path", "./cache.db"), ini_dir),
         cache_size=_cache_size(section),
-        extra=section.extra(allowed=False),
+        runs_per_gpu=section.integer("runs_per_gpu", 1, minimum=1),
+        batch_cache_limit=_batch_cache_limit(section),
+        extra=section.extra(allowed=False),  # last: every key not read above
     )
 
 
@@ -240,6 +242,19 @@ def _optional_count(section, key):
         section.used.add(key)
         return None
     return section.integer(key, None, minimum=1)
+
+
+def _batch_cache_limit(section):
+    """[MONITOR] batch_cache: 'auto' (default: a share of the free memory), or a size such as 2G (0: never)."""
+    value = section.text("batch_cache", "auto")
+    if value.strip().lower() == "auto":
+        return None
+    if value.strip() == "0":
+        return 0
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        section.fail("batch_cache", str(error))
 
 
 def _cache_size(section):

@@ -82,6 +82,8 @@ class Monitor:
     cache_database_path: str
     cache_size: int
     extra: tuple = ()
+    runs_per_gpu: int = 1  # runs sharing one GPU (each run still initialises CUDA itself)
+    batch_cache_limit: int | None = None  # bytes of batches kept on the device; None: from free memory
 
 
 @dataclass(frozen=True)

@@ -160,8 +160,10 @@ def mosaic_generate(argv):
         }
         for run in experiment.runs
     ]
+    # One run a line: json's C encoder (indent= falls back to the pure-Python one, 10x slower at 100,000 runs).
+    text = "[" + ",\n".join("\n" + json.dumps(run) if i == 0 else json.dumps(run) for i, run in enumerate(runs))
     try:
-        write_atomic(args.output, json.dumps(runs, indent=2))
+        write_atomic(args.output, text + "\n]\n")
     except OSError as error:
         raise UsageError(f"{args.output}: cannot write: {error.strerror}") from None
     print(f"{len(runs)} runs written to {args.output}")

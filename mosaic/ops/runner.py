@@ -370,6 +370,10 @@ def run_locked(plan, experiment, state, forcerun, out):
           + (f" on {gpus} GPUs" if gpus else ""), file=out, flush=True)
     display = progress.display_for(out)
     tracker = progress.Progress(experiment, to_train, slots=cores)
+    if to_train and not profile:
+        from mosaic.run.warm import prestart
+
+        prestart()  # the warm-start server imports torch while Snakemake starts
     status, tail = run_snakemake(command(forcerun, plan.extra), log_path, display, tracker, state["workdir"])
     display.close(tracker)
 

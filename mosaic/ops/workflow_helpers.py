@@ -137,12 +137,13 @@ def aggregation_signature(experiment):
 
 
 def local_gpu_count(experiment):
-    """The GPUs local runs may use: gpu_available, else those nvidia-smi lists."""
+    """The GPU slots local runs may use (Snakemake's `gpu` resource): the GPUs of gpu_available, else
+    those nvidia-smi lists, times [MONITOR] runs_per_gpu."""
     if experiment.monitor.gpu_available:
-        return len(experiment.monitor.gpu_available)
+        return len(experiment.monitor.gpu_available) * experiment.monitor.runs_per_gpu
     from mosaic.run.devices import visible_gpus
 
-    return len(visible_gpus())
+    return len(visible_gpus()) * experiment.monitor.runs_per_gpu
 
 
 def uses_conda(workflow):

@@ -10,10 +10,11 @@ Tables:
     final_metrics(run_id, name, value)         their values at the last epoch
     meta(name, value)                          schema_version, ini_path, run_files_path, built_at,
                                                mosaic_version, epoch_loss (how an epoch's loss is averaged)
+    run_stamps(run_id, stamp)                  what each run's rows were read from (incremental updates)
 NaN and infinite losses are stored as NULL and the run is marked diverged.
 
-The database is always rebuilt as a whole from the run files and the current ini (so re-keying is
-rebuilding), into a temporary file that then replaces the old one: readers never see a half-built database.
+The database always says what the run files and the current ini say (so re-keying is rebuilding); only
+the runs that changed are read again (see build).
 """
 
 import datetime
@@ -34,10 +35,14 @@ from mosaic.results.selection import (  # noqa: F401 (PROCESS_TYPE, parse_ids: k
     row_matches,
 )
 from mosaic.runfiles import (
+    ERROR,
+    LOCK,
     LOSSES,
     METRICS,
+    RESULT,
     RunState,
     finite_or_none,
+    is_locked,
     read_losses,
     read_metrics,
     read_state,
@@ -83,7 +88,9 @@ CREATE TABLE losses (
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE metrics (run_id INTEGER, epoch INTEGER, name TEXT, value REAL, PRIMARY KEY (run_id, name, epoch));
 CREATE TABLE final_metrics (run_id INTEGER, name TEXT, value REAL, PRIMARY KEY (run_id, name));
+CREATE TABLE run_stamps (run_id INTEGER PRIMARY KEY, stamp TEXT);
 """
+STORE_DIR = ".database-cache"  # under the run files path: the incrementally updated copy (see build)
 
 # Created after the bulk insert: faster than maintaining them row by row.
 INDICES = """
@@ -96,37 +103,146 @@ RUN_COLUMNS = (
     " overfit trainability slope duration_s error diverged device dataset_key model_key"
 ).split()
 
-
-
 # ---------------------------------------------------------------- building
 
 
-def build(experiment, db_path):
-    """Build the database of `experiment` at `db_path` from its run files; replaces the old one atomically."""
+def build(experiment, db_path, incremental=True):
+    """Build the database of `experiment` at `db_path` from its run files.
+
+    The database is kept up to date in a store under the run files path (.database-cache/) and
+    published at `db_path` as a hard link (a copy across file systems). With `incremental`, only the
+    runs whose definition or files changed since the store was last built are read again: the result
+    is the same as a full rebuild (tests/test_database.py checks it), at a cost that grows with the
+    runs changed, not with the experiment. Readers never see a half-built database: the store is
+    updated in one transaction while `db_path` is unlinked (Snakemake removes it anyway before the
+    database job), and a failed update keeps the previous content.
+    """
     if os.path.isdir(db_path):
         raise DatabaseError(db_path, "is a folder; give a database file path")
     folder = os.path.dirname(os.path.abspath(db_path))
+    store = _store_path(experiment, db_path)
     try:
         os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(store), exist_ok=True)
     except OSError as error:
         raise DatabaseError(db_path, f"cannot create its folder: {error.strerror}") from None
     try:
-        with replacing(db_path) as tmp_path, closing(sqlite3.connect(tmp_path)) as db:
-            # The temporary file is worthless until renamed: no journal, no syncs while filling it.
-            db.execute("PRAGMA journal_mode = OFF")
-            db.execute("PRAGMA synchronous = OFF")
-            with db:
-                _fill(db, experiment)
+        if not (incremental and _update_store(experiment, store, db_path)):
+            _build_store(experiment, store)
     except (OSError, sqlite3.OperationalError) as error:  # disk full, file too large...
         raise DatabaseError(db_path, f"cannot write the database ({error}); the previous one is unchanged") from None
+    finally:  # also after a failure: the store then holds the previous content
+        if os.path.exists(store):
+            _publish(store, db_path)
+
+
+def _store_path(experiment, db_path):
+    import hashlib
+
+    name = hashlib.sha1(os.path.abspath(db_path).encode()).hexdigest()[:16]
+    return os.path.join(experiment.process.run_files_path, STORE_DIR, f"{name}.db")
+
+
+def _build_store(experiment, store):
+    """A full build into a temporary file that then replaces the store."""
+    with replacing(store) as tmp_path, closing(sqlite3.connect(tmp_path)) as db:
+        # The temporary file is worthless until renamed: no journal, no syncs while filling it.
+        db.execute("PRAGMA journal_mode = OFF")
+        db.execute("PRAGMA synchronous = OFF")
+        with db:
+            _fill(db, experiment)
+
+
+def _publish(store, db_path):
+    """Make `db_path` the store's content: a hard link, or a copy where links cannot be made."""
+    try:
+        if os.path.samefile(store, db_path):
+            return  # already (and rename() would do nothing between two links of one file)
+    except FileNotFoundError:
+        pass
+    tmp_path = os.path.join(os.path.dirname(os.path.abspath(db_path)), f".mosaic-db-{os.getpid()}.tmp")
+    try:
+        os.link(store, tmp_path)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(store, tmp_path)
+    os.replace(tmp_path, db_path)
+
+
+def _update_store(experiment, store, db_path):
+    """Bring the store up to date run by run; False when it cannot be (absent, older schema)."""
+    try:
+        db = sqlite3.connect(store)
+    except sqlite3.Error:
+        return False
+    with closing(db):
+        try:
+            version = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+            known = dict(db.execute("SELECT run_id, stamp FROM run_stamps"))
+        except sqlite3.Error:
+            return False
+        if version is None or version[0] != str(SCHEMA_VERSION):
+            return False
+        runs = experiment.runs
+        if len({run.run_id for run in runs}) != len(runs) or len({run.run_hash for run in runs}) != len(runs):
+            return False  # the full build reports it
+        try:
+            if os.path.samefile(store, db_path):
+                os.remove(db_path)  # readers see no database rather than a half-updated one
+        except FileNotFoundError:
+            pass
+        with db:
+            shared_rows = process_rows(experiment.process)
+            wanted = {run.run_id for run in runs}
+            gone = [run_id for run_id in known if run_id not in wanted]
+            changed = []
+            for run in runs:
+                stamp = _stamp(experiment, run, shared_rows)
+                if stamp is None or known.get(run.run_id) != stamp:
+                    changed.append(run)
+            stale = gone + [run.run_id for run in changed]
+            for table in ("runs", "params", "losses", "metrics", "final_metrics", "run_stamps"):
+                db.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(run_id,) for run_id in stale])
+            _insert_runs(db, experiment, changed, shared_rows)
+            db.execute("DELETE FROM meta")
+            _insert_meta(db, experiment)
+    return True
+
+
+def _stamp(experiment, run, shared_rows):
+    """What a run's rows depend on: its definition and its files' identities (None while it trains:
+    its state is a lock, not a file, so it is read again each time)."""
+    import hashlib
+
+    folder = os.path.join(experiment.process.run_files_path, run.run_hash)
+    if is_locked(os.path.join(folder, LOCK)):
+        return None
+    files = []
+    for name in (RESULT, LOSSES, METRICS, ERROR):
+        try:
+            info = os.stat(os.path.join(folder, name))
+            files.append((info.st_mtime_ns, info.st_size, info.st_ino))
+        except FileNotFoundError:
+            files.append(None)
+    definition = (run.run_id, run.run_hash, run.pipeline, run.replicate, run.seed, run.dataset_key, run.model_key,
+                  module_rows(run), shared_rows, experiment.process.run_files_path)
+    return hashlib.sha1(repr((definition, files)).encode()).hexdigest()
 
 
 def _fill(db, experiment):
     db.executescript(SCHEMA)
+    shared_rows = process_rows(experiment.process)
+    _insert_runs(db, experiment, experiment.runs, shared_rows)
+    db.executescript(INDICES)
+    _insert_meta(db, experiment)
+
+
+def _insert_runs(db, experiment, runs, shared_rows):
     process = experiment.process
-    shared_rows = process_rows(process)
     insert_run = f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
-    for run in experiment.runs:
+    for run in runs:
+        stamp = _stamp(experiment, run, shared_rows)  # before reading: a change meanwhile is seen next time
         state, losses = _read_run(process.run_files_path, run.run_hash)
         db.execute(insert_run, _run_row(run, state, losses))
         db.executemany(
@@ -142,11 +258,14 @@ def _fill(db, experiment):
         )
         if state.status == "done":
             _insert_metrics(db, run.run_id, process.run_files_path, run.run_hash)
-    db.executescript(INDICES)
+        db.execute("INSERT INTO run_stamps VALUES (?, ?)", (run.run_id, stamp))
+
+
+def _insert_meta(db, experiment):
     meta = {
         "schema_version": SCHEMA_VERSION,
         "ini_path": os.path.abspath(experiment.ini_path),
-        "run_files_path": process.run_files_path,
+        "run_files_path": experiment.process.run_files_path,
         "built_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "mosaic_version": __version__,
         "epoch_loss": EPOCH_LOSS,
@@ -214,9 +333,6 @@ def _run_row(run, state, losses):
             **indicators(train, test),
         )
     return tuple(row.values())
-
-
-# ---------------------------------------------------------------- reading
 
 
 def open_db(path):

@@ -1,6 +1,7 @@
-"""Giving each running job its own GPU: Snakemake counts GPUs but assigns none to a local job.
+"""Giving each running job its own GPU slot: Snakemake counts GPUs but assigns none to a local job.
 
-A job takes the first device of `gpu_available` whose lock file it can flock without waiting;
+A device has [MONITOR] runs_per_gpu slots (default 1), one lock file each. A job takes a slot of the
+least busy device of `gpu_available` whose lock file it can flock without waiting;
 the kernel drops the lock when the process ends, even on kill -9, so a slot is never leaked.
 """
 
@@ -27,6 +28,12 @@ def default_lock_dir():
     return os.environ.get("MOSAIC_GPU_LOCK_DIR") or DEFAULT_LOCK_DIR
 
 
+def slot_lock_name(device, slot):
+    """The lock file of one slot of a device: cuda_0.lock for the first, cuda_0.slot1.lock for the next."""
+    name = device.replace(":", "_").replace("/", "_")
+    return f"{name}.lock" if slot == 0 else f"{name}.slot{slot}.lock"
+
+
 def default_wait():
     """Seconds a job waits for a free GPU: MOSAIC_GPU_WAIT_S, else DEFAULT_WAIT_S."""
     value = os.environ.get("MOSAIC_GPU_WAIT_S")
@@ -49,22 +56,24 @@ def prepare_lock_dir(lock_dir):
                           " remove it, or set MOSAIC_GPU_LOCK_DIR to a folder of yours or of your group")
 
 
-def acquire_slot(devices, lock_dir=None, poll=0.2, timeout=None):
-    """(device, lock handle) for the first free device; waits for one when all are busy.
+def acquire_slot(devices, lock_dir=None, poll=0.2, timeout=None, slots_per_device=1):
+    """(device, lock handle) for a free slot of the least busy device; waits for one when all are busy.
 
-    Keep the handle open for as long as the device is used. lock_dir: default_lock_dir() by default;
-    timeout: seconds to wait (None: default_wait()), then GpuWaitTimeout.
+    Each device has `slots_per_device` slots ([MONITOR] runs_per_gpu). Slots are tried slot by slot
+    across the devices (every device's first slot, then every device's second...), so that runs spread
+    over the devices before they share one. Keep the handle open for as long as the device is used.
+    lock_dir: default_lock_dir() by default; timeout: seconds to wait (None: default_wait()), then GpuWaitTimeout.
     """
     lock_dir = lock_dir or default_lock_dir()
     prepare_lock_dir(lock_dir)
     timeout = default_wait() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while True:
-        for device in devices:
-            name = device.replace(":", "_").replace("/", "_")
-            handle = try_lock(os.path.join(lock_dir, f"{name}.lock"), mode=0o660)
-            if handle is not None:
-                return device, handle
+        for slot in range(slots_per_device):
+            for device in devices:
+                handle = try_lock(os.path.join(lock_dir, slot_lock_name(device, slot)), mode=0o660)
+                if handle is not None:
+                    return device, handle
         if time.monotonic() > deadline:
             raise GpuWaitTimeout(
                 f"no free device among {', '.join(devices)} after waiting {timeout:g} s (another job holds"
@@ -137,7 +146,7 @@ def select_device(monitor, run_label):
         index = int(cuda_index(device))
         physical[f"cuda:{inherited[index] if index < len(inherited) else index}"] = device
     try:
-        locked, handle = acquire_slot(list(physical))
+        locked, handle = acquire_slot(list(physical), slots_per_device=monitor.runs_per_gpu)
     except GpuWaitTimeout as error:
         raise GpuWaitTimeout(f"{run_label}: {error}") from None
     os.environ["CUDA_VISIBLE_DEVICES"] = cuda_index(locked)

@@ -180,4 +180,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mosaic.run.warm import run_job
+
+    sys.exit(run_job(sys.argv[1:], main))  # through the warm-start server when one can be used

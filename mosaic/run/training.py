@@ -203,13 +203,14 @@ def to_device(batch, device):
     return batch
 
 
-def batch_source(loader, device):
+def batch_source(loader, device, limit=None):
     """A function giving the batches of one epoch.
 
     A DataLoader reading a TensorDataset in order yields the same batches every epoch: they are
     collated and moved to the device once, which removes most of the per-step overhead. Only the
     plain case qualifies: a TensorDataset subclass, a custom batch_sampler or collate_fn may give
-    different batches each epoch (augmentation, random batching).
+    different batches each epoch (augmentation, random batching). The cache is bounded: a dataset
+    larger than `limit` bytes (None: default_cache_limit) is streamed batch by batch instead.
     """
     data = torch.utils.data
     fixed = (
@@ -219,7 +220,10 @@ def batch_source(loader, device):
         and type(loader.batch_sampler.sampler) is data.SequentialSampler
         and loader.collate_fn is data.default_collate
         and loader.num_workers == 0
-    ) or isinstance(loader, (list, tuple))
+    )
+    if fixed:
+        limit = default_cache_limit(device) if limit is None else limit
+        fixed = sum(t.numel() * t.element_size() for t in loader.dataset.tensors) <= limit
     if fixed:
         batches = [to_device(checked_pair(batch), device) for batch in loader]
         if not batches:
@@ -234,6 +238,21 @@ def checked_pair(batch):
         size = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else f"a {type(batch).__name__}"
         raise MosaicError(f"a data loader gave a batch of {size}; each batch must be (inputs, targets)")
     return batch
+
+
+def default_cache_limit(device):
+    """A quarter of the memory free on `device` (the train and test caches share it with the model)."""
+    if str(device).startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return free // 4
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 4
+    except (OSError, ValueError, IndexError):
+        pass
+    return 1 << 30
 
 
 def batch_loss(loss_fn, prediction, target):
@@ -438,8 +457,9 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     optimizer = make_optimizer(experiment, pipeline.parameters)
     # before the checkpoint's RNG state is restored: making the cached batches iterates a DataLoader,
     # which draws from the torch RNG, as it did before epoch 1 of the run being continued
-    train_batches = batch_source(pipeline.train_loader, device)
-    test_batches = batch_source(pipeline.test_loader, device)
+    limit = experiment.monitor.batch_cache_limit
+    train_batches = batch_source(pipeline.train_loader, device, limit)
+    test_batches = batch_source(pipeline.test_loader, device, limit)
     metrics = Metrics(experiment, pipeline.models[-1])
     rows, metric_rows, previous = [], [], 0.0
     checkpoint = load_checkpoint(checkpoint_path, run, device, identity)

@@ -1,0 +1,219 @@
+"""step: the per-step training cost of Mosaic's loop against bare PyTorch loops on the tutorial model."""
+
+import importlib.util
+import os
+import shutil
+import time
+
+from harness import STEP_PIPELINE, Contention, check, median, spread, table, tutorial_folder
+
+NAME = "step"
+# The original report's plain-PyTorch loop on the tutorial model, per epoch, when the original was timed.
+ORIGINAL_BARE_EPOCH_S = 0.062
+
+
+def add_arguments(parser):
+    parser.add_argument("--step-reps", type=int, default=7, help="step: repetitions (default 7)")
+    parser.add_argument("--step-epochs", type=int, default=10, help="step: timed epochs a repetition (default 10)")
+    parser.add_argument("--step-run-epochs", type=int, default=40,
+                        help="step: epochs of each whole train_run (default 40)")
+
+
+def import_file(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Variant:
+    """One way of training the tutorial model: build() gives (train_epoch, eval_epoch) callables."""
+
+    def __init__(self, name, build, note=""):
+        self.name, self.build, self.note = name, build, note
+        self.train_us, self.eval_us, self.epoch_ms = [], [], []
+
+
+def step_variants(work):
+    """The loops compared, all on mlp_brick(4,3), dataset_OR (200 samples, 80 % train), batch 1, MSE,
+    Adam lr 1e-2."""
+    import torch
+
+    from mosaic.experiment import load_experiment
+    from mosaic.run import training
+
+    ini = tutorial_folder(work, {("MONITOR", "multiplicity"): 1})
+    experiment = load_experiment(ini)
+    run = next(r for r in experiment.runs if STEP_PIPELINE in r.pipeline)
+    mlp = import_file(os.path.join(work, "mlp.py"), "bench_mlp")
+    dataset = import_file(os.path.join(work, "dataset.py"), "bench_dataset")
+
+    def bare_model(fused):
+        torch.manual_seed(run.seed)
+        train_loader, test_loader = dataset.dataset_OR(1, 200, 0.8).prepare(None, {}, {})
+        model = mlp.mlp_brick(2, 1, 4, 3)
+        # the tutorial's forward takes (data, run_info, module_info): model(x, None, None)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, **({"fused": True} if fused else {}))
+        return model, optimizer, torch.nn.MSELoss(), train_loader, test_loader
+
+    def bare(fused, materialized):
+        def build():
+            model, opt, crit, train_loader, test_loader = bare_model(fused)
+            train_batches = list(train_loader) if materialized else train_loader
+            test_batches = list(test_loader) if materialized else test_loader
+
+            def train_epoch():
+                model.train()
+                for x, y in train_batches:
+                    opt.zero_grad()
+                    loss = crit(model(x, None, None).squeeze(), y.squeeze())
+                    loss.backward()
+                    opt.step()
+
+            def eval_epoch():
+                model.eval()
+                total = 0.0
+                with torch.no_grad():
+                    for x, y in test_batches:
+                        total += crit(model(x, None, None).squeeze(), y.squeeze()).item()
+                return total / len(test_batches)
+
+            return train_epoch, eval_epoch, len(train_batches), len(test_batches)
+
+        return build
+
+    def mosaic():
+        def build():
+            training.seed_everything(run.seed)
+            pipeline = training.Pipeline(run, experiment, "cpu")
+            optimizer = training.make_optimizer(experiment, pipeline.parameters)
+            train_batches = training.batch_source(pipeline.train_loader, "cpu")
+            test_batches = training.batch_source(pipeline.test_loader, "cpu")
+            n_train, n_test = len(list(train_batches())), len(list(test_batches()))
+            return (
+                lambda: training.train_epoch(pipeline, train_batches(), optimizer),
+                lambda: training.evaluate(pipeline, test_batches()),
+                n_train,
+                n_test,
+            )
+
+        return build
+
+    return run, experiment, [
+        Variant("bare PyTorch: DataLoader, default Adam", bare(False, False),
+                "the obvious loop: `for x, y in loader`, `Adam(...)`"),
+        Variant("bare PyTorch: batches in a list, default Adam", bare(False, True),
+                "the same, DataLoader iterated once beforehand"),
+        Variant("bare PyTorch: batches in a list, Adam(fused=True)", bare(True, True),
+                "the best a hand-written loop does"),
+        Variant("Mosaic: training.train_epoch + evaluate", mosaic(),
+                "Pipeline from the ini, make_optimizer, batch_source"),
+    ]
+
+
+def measure_variant(variant, epochs):
+    train_epoch, eval_epoch, n_train, n_test = variant.build()
+    train_epoch()  # warm-up: optimizer state, allocator, lazy initialisation
+    eval_epoch()
+    train_s = eval_s = 0.0
+    for _ in range(epochs):
+        tick = time.perf_counter()
+        train_epoch()
+        tock = time.perf_counter()
+        eval_epoch()
+        train_s += tock - tick
+        eval_s += time.perf_counter() - tock
+    variant.train_us.append(train_s / (epochs * n_train) * 1e6)
+    variant.eval_us.append(eval_s / (epochs * n_test) * 1e6)
+    variant.epoch_ms.append((train_s + eval_s) / epochs * 1e3)
+    return n_train, n_test
+
+
+def measure_train_run(experiment, run, epochs, log_path):
+    """Mosaic's whole train_run (seeding, data, model, checkpoints every tenth, final save), in-process."""
+    from mosaic import runfiles
+    from mosaic.run import training
+
+    folder = runfiles.run_dir(experiment.process.run_files_path, run.run_hash)
+    shutil.rmtree(folder, ignore_errors=True)
+    with open(log_path, "w") as log:
+        tick = time.perf_counter()
+        training.train_run(experiment, run, target_epochs=epochs,
+                           log=lambda line: print(line, file=log, flush=True))
+        wall = time.perf_counter() - tick
+    rows = runfiles.read_losses(os.path.join(folder, runfiles.LOSSES))
+    epoch_s = [row[3] for row in rows]
+    return wall, epoch_s
+
+
+def run(args, work):
+    import torch
+
+    torch.set_num_threads(1)
+    reps, epochs = (3, 3) if args.quick else (args.step_reps, args.step_epochs)
+    run_epochs = 20 if args.quick else args.step_run_epochs
+    contention = Contention()
+    run, experiment, variants = step_variants(os.path.join(work, "step"))
+    n_train = n_test = None
+    train_run_walls, train_run_epochs, train_run_setup = [], [], []
+    for rep in range(reps):
+        order = variants[rep % len(variants):] + variants[: rep % len(variants)]  # interleaved, rotated
+        for variant in order:
+            n_train, n_test = measure_variant(variant, epochs)
+        log = os.path.join(work, "step", "train.log")
+        wall, epoch_s = measure_train_run(experiment, run, run_epochs, log)
+        train_run_walls.append(wall / run_epochs)
+        train_run_epochs.append(median(epoch_s))
+        train_run_setup.append(wall - sum(epoch_s))
+    load = contention.report()
+
+    base = median(variants[0].train_us)
+    best = median(variants[2].train_us)
+    rows = []
+    for variant in variants:
+        train_us = median(variant.train_us)
+        rows.append([
+            variant.name,
+            f"**{train_us:.0f}** ({spread(variant.train_us)})",
+            f"{median(variant.eval_us):.0f}",
+            f"{median(variant.epoch_ms):.1f}",
+            f"{train_us / base:.2f}",
+            f"**{train_us / best:.2f}**",
+            variant.note,
+        ])
+    check("step: Mosaic's train step / the best bare PyTorch loop", median(variants[3].train_us) / best, 1.10,
+          unit="x")
+    per_epoch_run = median(train_run_walls) * 1e3
+    rows.append([
+        f"Mosaic: whole train_run, {run_epochs} epochs",
+        "", "",
+        f"{median(train_run_epochs) * 1e3:.1f} per epoch; {per_epoch_run:.1f} with set-up and saves",
+        "", f"{median(train_run_epochs) * 1e3 / median(variants[2].epoch_ms):.2f} (epoch)",
+        f"set-up + checkpoints + final save: {median(train_run_setup) * 1e3:.0f} ms a run",
+    ])
+    header = ["loop", "train us/step (min-max)", "eval us/step", "epoch ms", "/ bare DataLoader",
+              "/ bare best", "what it is"]
+    text = [
+        "## step: per-step cost, Mosaic against a bare PyTorch loop",
+        "",
+        f"Tutorial model {STEP_PIPELINE} ({sum(p.numel() for p in training_parameters(run, experiment))} "
+        f"parameters), dataset_OR data_size 200: {n_train} train steps + {n_test} eval steps per epoch, "
+        f"batch 1, MSELoss, Adam lr 1e-2, torch.set_num_threads(1), one process. Median of {reps} "
+        f"repetitions (interleaved) of {epochs} epochs each after one warm-up epoch; train_run: median of "
+        f"{reps} runs of {run_epochs} epochs. Reference: the original report's bare loop took "
+        f"{ORIGINAL_BARE_EPOCH_S * 1e3:.0f} ms/epoch; target: Mosaic within 10 % of the bare loop.",
+        "",
+        table(header, rows),
+        "",
+        load,
+        "",
+    ]
+    return "\n".join(text)
+
+
+def training_parameters(run, experiment):
+    from mosaic.run import training
+
+    pipeline = training.Pipeline(run, experiment, "cpu")
+    return pipeline.parameters
+
