@@ -182,8 +182,8 @@ def run(args, work):
         "",
         f"Run-file readers on synthetic finished runs ({db_epochs} epochs each), in-process. Progress summary: "
         "one pass of mosaic_run's progress display over the run files (redrawn every 0.5 s; the share of "
-        "a core assumes that rate) with every run pending, then with every run done before the watcher started (those stay "
-        "polled). Status: `mosaic_status` minus start-up (states_of + render). Database: "
+        "a core assumes that rate) with every run pending, then with every run done before it started. "
+        " Status: `mosaic_status` minus start-up (states_of + render). Database: "
         "`mosaic.results.database.build` (what `mosaic_savedb` and the database job do after loading the ini).",
         "",
         table(["runs", "watcher poll, pending", "watcher poll, done", "status", "database build",
