@@ -49,3 +49,15 @@ def test_runs_share_the_gpu_one_at_a_time_and_train_there(tmp_path):
           f" per-run training {[round(r[3], 2) for r in rows]} s")
     print(f"CPU: 4 runs x 20 epochs in {cpu_seconds:.1f} s wall, per-run training"
           f" {[round(r[2], 2) for r in cpu_rows]} s")
+
+
+def test_gpu_reruns_are_bit_identical(tmp_path):
+    """With the deterministic settings (the default), the same ini on the GPU gives the same losses."""
+    settings = {**small_settings(epochs=5, processes=1), ("MONITOR", "need_gpu"): "True",
+                ("MONITOR", "gpu_available"): "cuda:0"}
+    first, second = Experiment(tmp_path / "first", settings), Experiment(tmp_path / "second", settings)
+    run_experiment(first)
+    run_experiment(second)
+    query = "SELECT run_id, epoch, train_loss, test_loss FROM losses ORDER BY run_id, epoch"
+    assert first.query(query) == second.query(query)
+    assert first.query("SELECT DISTINCT device FROM runs") == [("cuda:0",)]

@@ -68,6 +68,7 @@ class Process:
     optimizer: str = "Adam"
     seed: int = 0
     checkpoint_every: int | None = None  # None: every tenth of the epochs; 0: never
+    deterministic: bool = True  # on a GPU: deterministic algorithms, so that a rerun gives the same losses
     extra: tuple = ()
 
 

@@ -27,6 +27,19 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def make_deterministic(device, enabled=True):
+    """On a GPU, PyTorch's deterministic settings, so that a rerun gives bit-identical losses (the CPU
+    kernels are deterministic already). Called before the run first touches CUDA: cuBLAS reads its
+    workspace setting when it starts. Operations without a deterministic kernel warn rather than fail.
+    [PROCESS] deterministic = False keeps the faster, non-deterministic kernels."""
+    if not (enabled and str(device).startswith("cuda")):
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 def module_info(module):
     """The dict a class receives as `module_info`: its parameters plus its identity."""
     info = module.param_dict()
@@ -452,6 +465,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     started = time.perf_counter()
     started_at = time.time()
 
+    make_deterministic(device, experiment.process.deterministic)
     seed_everything(run.seed)
     pipeline = Pipeline(run, experiment, device)
     optimizer = make_optimizer(experiment, pipeline.parameters)
