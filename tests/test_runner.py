@@ -79,6 +79,9 @@ def test_resolve_profile(tmp_path, monkeypatch):
     (runner.Outcome(total=4, done=4, snakemake_status=1), RunError, 1),
     (runner.Outcome(total=4, done=1, paused=True, snakemake_status=1), PausedError, 4),
     (runner.Outcome(total=4, done=4, paused=True, snakemake_status=1), None, 0),
+    # a job killed without a word: Snakemake may still exit 0 (a run's files gone); runs remain untrained
+    (runner.Outcome(total=4, done=3, trains_all=True), RunError, 1),
+    (runner.Outcome(total=4, done=3), None, 0),  # a rerun of some runs, or a rebuild: others stay as they are
 ])
 def test_outcome_exit_status(outcome, kind, code):
     error = outcome.error()

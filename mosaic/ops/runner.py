@@ -53,6 +53,7 @@ class Outcome:
     paused: bool = False
     snakemake_status: int = 0
     log_path: str = ""
+    trains_all: bool = False  # the plan asked for every run (not a rerun of some, not a rebuild)
 
     @property
     def remaining(self):
@@ -66,6 +67,8 @@ class Outcome:
             return RunError(f"Snakemake failed (exit {self.snakemake_status}); full log: {self.log_path}")
         if self.paused and self.remaining:
             return PausedError(self.remaining, f"paused; {self.remaining} runs remain")
+        if self.trains_all and self.remaining:  # a job killed before it could say why, say
+            return RunError(f"{self.remaining} of {self.total} runs were not trained; full log: {self.log_path}")
         return None
 
 
@@ -386,11 +389,12 @@ def run_locked(plan, experiment, state, forcerun, out):
         paused=pause_requested(state["workdir"]),
         snakemake_status=status,
         log_path=log_path,
+        trains_all=not (plan.retrain or plan.rebuild_only),
     )
     if outcome.paused:
         print(f"mosaic: paused; {outcome.remaining} runs remain: mosaic_resume (or mosaic_run) finishes them",
               file=out, flush=True)
-    elif outcome.failed:
+    elif outcome.failed or (status != 0 and outcome.done):
         print(f"mosaic: building the database and plots from the {outcome.done} runs done", file=out, flush=True)
         partial_config = write_config_file(run_config(state, partial=True),
                                            CONFIG_FILE)
@@ -398,8 +402,12 @@ def run_locked(plan, experiment, state, forcerun, out):
                                     forcerun=["database"], extra=plan.extra, logger=False)
         with open(log_path, "ab") as log:
             subprocess.run(rebuild, stdout=log, stderr=subprocess.STDOUT, check=False)
-        print(f"mosaic: {len(outcome.failed)} of {outcome.total} runs failed: "
-              + ", ".join(map(str, outcome.failed)) + " (mosaic_status shows the tracebacks)", file=out, flush=True)
+        if outcome.failed:
+            print(f"mosaic: {len(outcome.failed)} of {outcome.total} runs failed: "
+                  + ", ".join(map(str, outcome.failed)) + " (mosaic_status shows the tracebacks)", file=out, flush=True)
+        else:
+            for line in tail[-20:]:
+                print(line, file=sys.stderr)
     elif status != 0:
         for line in tail[-20:]:
             print(line, file=sys.stderr)
