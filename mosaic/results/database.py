@@ -109,13 +109,14 @@ RUN_COLUMNS = (
 def build(experiment, db_path, incremental=True):
     """Build the database of `experiment` at `db_path` from its run files.
 
-    The database is kept up to date in a store under the run files path (.database-cache/) and
-    published at `db_path` as a hard link (a copy across file systems). With `incremental`, only the
-    runs whose definition or files changed since the store was last built are read again: the result
-    is the same as a full rebuild (tests/test_database.py checks it), at a cost that grows with the
-    runs changed, not with the experiment. Readers never see a half-built database: the store is
-    updated in one transaction while `db_path` is unlinked (Snakemake removes it anyway before the
-    database job), and a failed update keeps the previous content.
+    The database is kept up to date in a store under the run files path (.database-cache/; Snakemake
+    removes `db_path` before the database job, so it cannot be the store) and published at `db_path`
+    as a hard link (a copy across file systems). With `incremental`, only the runs whose definition or
+    files changed since the store was last built are read again: the result is the same as a full
+    rebuild (tests/test_database.py checks it), at a cost that grows with the runs changed, not with
+    the experiment. Every step writes a temporary file that then replaces its target, so readers see
+    the old or the new database, never a half-built one, and a failure (a full disk) leaves both as
+    they were.
     """
     if os.path.isdir(db_path):
         raise DatabaseError(db_path, "is a folder; give a database file path")
@@ -127,13 +128,11 @@ def build(experiment, db_path, incremental=True):
     except OSError as error:
         raise DatabaseError(db_path, f"cannot create its folder: {error.strerror}") from None
     try:
-        if not (incremental and _update_store(experiment, store, db_path)):
+        if not (incremental and _update_store(experiment, store)):
             _build_store(experiment, store)
+        _publish(store, db_path)
     except (OSError, sqlite3.OperationalError) as error:  # disk full, file too large...
         raise DatabaseError(db_path, f"cannot write the database ({error}); the previous one is unchanged") from None
-    finally:  # also after a failure: the store then holds the previous content
-        if os.path.exists(store):
-            _publish(store, db_path)
 
 
 def _store_path(experiment, db_path):
@@ -162,51 +161,55 @@ def _publish(store, db_path):
         pass
     tmp_path = os.path.join(os.path.dirname(os.path.abspath(db_path)), f".mosaic-db-{os.getpid()}.tmp")
     try:
-        os.link(store, tmp_path)
-    except OSError:
-        import shutil
-
-        shutil.copyfile(store, tmp_path)
-    os.replace(tmp_path, db_path)
-
-
-def _update_store(experiment, store, db_path):
-    """Bring the store up to date run by run; False when it cannot be (absent, older schema)."""
-    try:
-        db = sqlite3.connect(store)
-    except sqlite3.Error:
-        return False
-    with closing(db):
         try:
+            os.link(store, tmp_path)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(store, tmp_path)
+        os.replace(tmp_path, db_path)
+    except BaseException:
+        if os.path.lexists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def _update_store(experiment, store):
+    """Bring a copy of the store up to date run by run, then let it replace the store; False when
+    the store cannot be updated (absent, older schema): a full build is needed."""
+    try:
+        with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
             version = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
             known = dict(db.execute("SELECT run_id, stamp FROM run_stamps"))
-        except sqlite3.Error:
-            return False
-        if version is None or version[0] != str(SCHEMA_VERSION):
-            return False
-        runs = experiment.runs
-        if len({run.run_id for run in runs}) != len(runs) or len({run.run_hash for run in runs}) != len(runs):
-            return False  # the full build reports it
-        try:
-            if os.path.samefile(store, db_path):
-                os.remove(db_path)  # readers see no database rather than a half-updated one
-        except FileNotFoundError:
-            pass
-        with db:
-            shared_rows = process_rows(experiment.process)
-            wanted = {run.run_id for run in runs}
-            gone = [run_id for run_id in known if run_id not in wanted]
-            changed = []
-            for run in runs:
-                stamp = _stamp(experiment, run, shared_rows)
-                if stamp is None or known.get(run.run_id) != stamp:
-                    changed.append(run)
-            stale = gone + [run.run_id for run in changed]
-            for table in ("runs", "params", "losses", "metrics", "final_metrics", "run_stamps"):
-                db.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(run_id,) for run_id in stale])
-            _insert_runs(db, experiment, changed, shared_rows)
-            db.execute("DELETE FROM meta")
-            _insert_meta(db, experiment)
+    except sqlite3.Error:
+        return False
+    if version is None or version[0] != str(SCHEMA_VERSION):
+        return False
+    runs = experiment.runs
+    if len({run.run_id for run in runs}) != len(runs) or len({run.run_hash for run in runs}) != len(runs):
+        return False  # the full build reports it
+    import shutil
+
+    with replacing(store) as tmp_path:
+        shutil.copyfile(store, tmp_path)
+        with closing(sqlite3.connect(tmp_path)) as db:
+            db.execute("PRAGMA journal_mode = OFF")  # the copy is worthless until renamed, as in a full build
+            db.execute("PRAGMA synchronous = OFF")
+            with db:
+                shared_rows = process_rows(experiment.process)
+                wanted = {run.run_id for run in runs}
+                gone = [run_id for run_id in known if run_id not in wanted]
+                changed = []
+                for run in runs:
+                    stamp = _stamp(experiment, run, shared_rows)
+                    if stamp is None or known.get(run.run_id) != stamp:
+                        changed.append(run)
+                stale = gone + [run.run_id for run in changed]
+                for table in ("runs", "params", "losses", "metrics", "final_metrics", "run_stamps"):
+                    db.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(run_id,) for run_id in stale])
+                _insert_runs(db, experiment, changed, shared_rows)
+                db.execute("DELETE FROM meta")
+                _insert_meta(db, experiment)
     return True
 
 
