@@ -138,7 +138,7 @@ def test_kill_9_at_random_moments_then_resume_equals_a_clean_run(tmp_path):
         elif moment == "checkpoint":
             if freeze_when(process, exp.folder, str(exp.runs_dir() / "*" / "checkpoint.pt.tmp*"), 120):
                 landed.append(moment)
-        elif freeze_when(process, exp.folder, str(exp.folder / ".mosaic-db-*.tmp"), 600):
+        elif freeze_when(process, exp.folder, str(exp.runs_dir() / ".database-cache" / "*.db.tmp*"), 600):
             landed.append(moment)
         assert process.poll() is None, f"the experiment ended before the kill at moment {len(landed)}"
         kill_experiment(process, exp.folder, everything=moment != "random")  # frozen ones: all at once
@@ -152,6 +152,7 @@ def test_kill_9_at_random_moments_then_resume_equals_a_clean_run(tmp_path):
     assert interrupted > 0  # the kills interrupted runs after a checkpoint, which later starts resumed
     exp.run()  # the last resume
     assert not list(exp.runs_dir().glob("*/*.tmp*"))  # leftovers of interrupted writes are cleaned
+    assert not list(exp.runs_dir().glob(".database-cache/*.tmp*"))
 
     clean = Experiment(tmp_path / "clean", settings)
     clean.run()

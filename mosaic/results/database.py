@@ -17,6 +17,7 @@ The database always says what the run files and the current ini say (so re-keyin
 the runs that changed are read again (see build).
 """
 
+import contextlib
 import datetime
 import math
 import os
@@ -127,6 +128,7 @@ def build(experiment, db_path, incremental=True):
         os.makedirs(os.path.dirname(store), exist_ok=True)
     except OSError as error:
         raise DatabaseError(db_path, f"cannot create its folder: {error.strerror}") from None
+    _remove_leftovers(store)
     try:
         if not (incremental and _update_store(experiment, store)):
             _build_store(experiment, store)
@@ -140,6 +142,19 @@ def _store_path(experiment, db_path):
 
     name = hashlib.sha1(os.path.abspath(db_path).encode()).hexdigest()[:16]
     return os.path.join(experiment.process.run_files_path, STORE_DIR, f"{name}.db")
+
+
+def _remove_leftovers(store):
+    """Remove the temporary copies of `store` that a killed build left (their process is gone)."""
+    import re
+
+    folder, name = os.path.split(store)
+    pattern = re.compile(re.escape(name) + r"\.tmp(\d+)-")
+    for entry in os.listdir(folder):
+        match = pattern.match(entry)
+        if match and not os.path.exists(f"/proc/{match[1]}"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, entry))
 
 
 def _build_store(experiment, store):
