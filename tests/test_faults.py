@@ -19,7 +19,7 @@ import time
 from contextlib import closing
 
 import pytest
-from conftest import BIN, Experiment, command_env, small_settings
+from conftest import BIN, Experiment, command_env, small_settings, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +28,6 @@ DETERMINISTIC = {
     "runs": "SELECT run_id, run_hash, status, epochs, nb_params, train_loss, test_loss FROM runs ORDER BY run_id",
     "losses": "SELECT run_id, epoch, train_loss, test_loss FROM losses ORDER BY run_id, epoch",
 }
-
-
-def wait_until(predicate, timeout=120, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
 
 
 def start(exp):

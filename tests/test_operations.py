@@ -5,10 +5,9 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
-from conftest import BIN, ROOT, Experiment, command_env, pdf_pages, png_size, small_settings
+from conftest import BIN, ROOT, Experiment, command_env, pdf_pages, png_size, small_settings, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -22,16 +21,6 @@ class mlp_bad(mlp_brick):
             raise ValueError("width 3 is not supported")
         return super().forward(data, run_info, module_info)
 '''
-
-
-def wait_until(predicate, timeout=120, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
 
 
 def start(exp, *args):
