@@ -151,7 +151,7 @@ def test_kill_9_at_random_moments_then_resume_equals_a_clean_run(tmp_path):
 
 
 def test_one_runs_job_killed_alone_is_redone_from_its_checkpoint(tmp_path):
-    settings = small_settings(epochs=150, processes=1)
+    settings = small_settings(epochs=60, processes=1)
     settings[("PROCESS", "checkpoint_every")] = 5
     exp = Experiment(tmp_path / "exp", settings)
     process = start(exp)
