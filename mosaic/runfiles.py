@@ -19,6 +19,7 @@ No torch import here: status and the database read these files.
 
 import contextlib
 import fcntl
+import itertools
 import json
 import math
 import os
@@ -90,16 +91,29 @@ def format_losses(rows):
     return "\n".join(lines) + "\n"
 
 
+def read_loss_columns(path):
+    """The columns (epochs, train_losses, test_losses, seconds) of a loss file; nan/inf kept as floats.
+    ValueError when a line does not hold exactly an integer epoch and three numbers, tab-separated."""
+    with open(path) as handle:
+        handle.readline()  # the header
+        text = handle.read()
+    fields = text.split()
+    lines = text.rstrip("\n").split("\n") if fields else []
+    if set(map(str.count, lines, itertools.repeat("\t"))) - {3} or len(fields) != 4 * len(lines):
+        lines = [line for line in lines if line.strip()]  # blank lines are allowed; anything else is not
+        for line in lines:
+            if line.count("\t") != 3 or len(line.split()) != 4:
+                raise ValueError(f"{path}: not a loss line (epoch, train_loss, test_loss, seconds): {line!r}")
+    try:
+        return (list(map(int, fields[0::4])), list(map(float, fields[1::4])), list(map(float, fields[2::4])),
+                list(map(float, fields[3::4])))
+    except ValueError as error:  # an epoch that is not an integer, a loss that is not a number
+        raise ValueError(f"{path}: {error}") from None
+
+
 def read_losses(path):
     """Rows (epoch, train_loss, test_loss, seconds) of a loss file; nan/inf kept as floats."""
-    rows = []
-    with open(path) as handle:
-        next(handle, None)
-        for line in handle:
-            if line.strip():
-                epoch, train, test, seconds = line.split("\t")
-                rows.append((int(epoch), float(train), float(test), float(seconds)))
-    return rows
+    return list(zip(*read_loss_columns(path)))
 
 
 def format_metrics(rows):

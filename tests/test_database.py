@@ -253,6 +253,42 @@ def test_unreadable_run_files_make_an_error_run(experiment, tmp_path):
     assert query(path, "SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(20,)]
 
 
+@pytest.mark.parametrize("body", [
+    "1\t0.5\t0.4\t0.1\n2\t0.5\t0.4\n3\t0.5\t0.4\t0.1\t9\n",  # one field short, one too many
+    "1\t0.5\t0.4\t0.1\n2\t0.5 0.4\t0.1\t0.3\n",  # a space where a tab should be
+    "1.5\t0.5\t0.4\t0.1\n",  # the epoch is not an integer
+])
+def test_a_malformed_loss_line_makes_an_error_run(experiment, tmp_path, body):
+    with open(run_file(experiment.process.run_files_path, "h0010", LOSSES), "w") as handle:
+        handle.write("epoch\ttrain_loss\ttest_loss\tseconds\n" + body)
+    path = str(tmp_path / "mosaic.db")
+    build(experiment, path)
+    [(status, error)] = query(path, "SELECT status, error FROM runs WHERE run_id = 10")
+    assert status == "error" and "h0010" in error and "losses.tsv" in error
+    assert query(path, "SELECT COUNT(*) FROM losses WHERE run_id = 10") == [(0,)]
+
+
+def test_several_reading_processes_build_the_same_database_as_one(experiment, tmp_path, monkeypatch):
+    """A big build reads runs in forked processes and writes them here, in run order."""
+    from mosaic.results import database
+
+    monkeypatch.setattr(database, "RUNS_PER_PROCESS", 4)  # 24 runs: up to 6 readers
+    one, several = str(tmp_path / "one.db"), str(tmp_path / "several.db")
+    database._build_store(experiment, one, processes=1)
+    database._build_store(experiment, several, processes=3)
+    assert table_rows(several) == table_rows(one)
+    statuses = dict(query(several, "SELECT run_id, status FROM runs"))
+    assert (statuses[1], statuses[2], statuses[3], statuses[5]) == ("error", "running", "pending", "done")
+    assert query(several, "SELECT COUNT(*) FROM losses WHERE train_loss IS NULL") == [(1,)]  # run 5's nan
+
+
+def test_a_database_of_the_previous_schema_version_can_still_be_read(db_path):
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE meta SET value = '1' WHERE name = 'schema_version'")
+    open_db(db_path).close()
+    assert select_run_ids(db_path, status="error") == [1]
+
+
 def test_open_db_refuses_what_is_not_a_mosaic_database(tmp_path, db_path):
     open_db(db_path).close()
     with pytest.raises(MosaicError, match="not a Mosaic database"):

@@ -19,6 +19,7 @@ the runs that changed are read again (see build).
 
 import contextlib
 import datetime
+import functools
 import math
 import os
 import sqlite3
@@ -44,14 +45,15 @@ from mosaic.runfiles import (
     RunState,
     finite_or_none,
     is_locked,
-    read_losses,
+    read_loss_columns,
     read_metrics,
     read_state,
     replacing,
     run_file,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: losses and metrics are WITHOUT ROWID tables (one B-tree each, half the writes)
+READABLE_VERSIONS = ("1", "2")  # the same tables and columns: a database of either version can be read
 # How train_loss and test_loss of an epoch are computed (older versions: the mean of the batch means).
 EPOCH_LOSS = "per-sample mean: each batch weighted by its number of samples"
 
@@ -85,9 +87,11 @@ CREATE TABLE losses (
     test_loss REAL,
     seconds REAL,
     PRIMARY KEY (run_id, epoch)
-);
+) WITHOUT ROWID;
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE metrics (run_id INTEGER, epoch INTEGER, name TEXT, value REAL, PRIMARY KEY (run_id, name, epoch));
+CREATE TABLE metrics (
+    run_id INTEGER, epoch INTEGER, name TEXT, value REAL, PRIMARY KEY (run_id, name, epoch)
+) WITHOUT ROWID;
 CREATE TABLE final_metrics (run_id INTEGER, name TEXT, value REAL, PRIMARY KEY (run_id, name));
 CREATE TABLE run_stamps (run_id INTEGER PRIMARY KEY, stamp TEXT);
 """
@@ -157,14 +161,22 @@ def _remove_leftovers(store):
                 os.remove(os.path.join(folder, entry))
 
 
-def _build_store(experiment, store):
+def _build_store(experiment, store, processes=None):
     """A full build into a temporary file that then replaces the store."""
-    with replacing(store) as tmp_path, closing(sqlite3.connect(tmp_path)) as db:
-        # The temporary file is worthless until renamed: no journal, no syncs while filling it.
-        db.execute("PRAGMA journal_mode = OFF")
-        db.execute("PRAGMA synchronous = OFF")
-        with db:
-            _fill(db, experiment)
+    with _records(experiment, experiment.runs, processes) as records:
+        with replacing(store) as tmp_path, closing(_connect_unjournaled(tmp_path)) as db, db:
+            db.executescript(SCHEMA)
+            _insert_records(db, records)
+            db.executescript(INDICES)
+            _insert_meta(db, experiment)
+
+
+def _connect_unjournaled(path):
+    """A connection to a temporary database file: worthless until renamed, so no journal, no syncs."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("PRAGMA synchronous = OFF")
+    return db
 
 
 def _publish(store, db_path):
@@ -203,28 +215,27 @@ def _update_store(experiment, store):
     runs = experiment.runs
     if len({run.run_id for run in runs}) != len(runs) or len({run.run_hash for run in runs}) != len(runs):
         return False  # the full build reports it
+    shared_rows = process_rows(experiment.process)
+
+    def changed_since(run):
+        stamp = _stamp(experiment, run, shared_rows)
+        return stamp is None or known.get(run.run_id) != stamp  # None: training, read again each time
+
+    changed = [run for run in runs if changed_since(run)]
+    if len(changed) > len(runs) // 2:
+        return False  # a full build reads as much, in parallel, with no copy and no deletes
+    wanted = {run.run_id for run in runs}
+    stale = [run_id for run_id in known if run_id not in wanted] + [run.run_id for run in changed]
     import shutil
 
-    with replacing(store) as tmp_path:
+    with _records(experiment, changed) as records, replacing(store) as tmp_path:
         shutil.copyfile(store, tmp_path)
-        with closing(sqlite3.connect(tmp_path)) as db:
-            db.execute("PRAGMA journal_mode = OFF")  # the copy is worthless until renamed, as in a full build
-            db.execute("PRAGMA synchronous = OFF")
-            with db:
-                shared_rows = process_rows(experiment.process)
-                wanted = {run.run_id for run in runs}
-                gone = [run_id for run_id in known if run_id not in wanted]
-                changed = []
-                for run in runs:
-                    stamp = _stamp(experiment, run, shared_rows)
-                    if stamp is None or known.get(run.run_id) != stamp:
-                        changed.append(run)
-                stale = gone + [run.run_id for run in changed]
-                for table in ("runs", "params", "losses", "metrics", "final_metrics", "run_stamps"):
-                    db.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(run_id,) for run_id in stale])
-                _insert_runs(db, experiment, changed, shared_rows)
-                db.execute("DELETE FROM meta")
-                _insert_meta(db, experiment)
+        with closing(_connect_unjournaled(tmp_path)) as db, db:
+            for table in ("runs", "params", "losses", "metrics", "final_metrics", "run_stamps"):
+                db.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(run_id,) for run_id in stale])
+            _insert_records(db, records)
+            db.execute("DELETE FROM meta")
+            _insert_meta(db, experiment)
     return True
 
 
@@ -248,35 +259,99 @@ def _stamp(experiment, run, shared_rows):
     return hashlib.sha1(repr((definition, files)).encode()).hexdigest()
 
 
-def _fill(db, experiment):
-    db.executescript(SCHEMA)
+# ---------------------------------------------------------------- reading runs, writing their rows
+# Reading a run (its files, parsing the loss file: most of the cost) is separate from writing its rows,
+# so that a big build reads with several processes while this one writes, in run order.
+
+RUNS_PER_PROCESS = 1000  # fewer runs than this per reading process: read them here (a fork costs more)
+
+
+@contextlib.contextmanager
+def _records(experiment, runs, processes=None):
+    """An iterator of the records (see _record) of `runs`, in order, read by a pool of forked
+    processes when there are many; `processes` None: the usable CPUs (8 at most)."""
     shared_rows = process_rows(experiment.process)
-    _insert_runs(db, experiment, experiment.runs, shared_rows)
-    db.executescript(INDICES)
-    _insert_meta(db, experiment)
+    if processes is None:
+        processes = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    processes = min(processes, len(runs) // RUNS_PER_PROCESS)
+    if processes < 2 or not hasattr(os, "fork"):
+        yield (_record(experiment, run, shared_rows) for run in runs)
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # the workers inherit the experiment: nothing to pickle
+    with context.Pool(processes, initializer=_set_reading, initargs=(experiment, runs, shared_rows)) as pool:
+        yield pool.imap(_read_nth, range(len(runs)), chunksize=64)
 
 
-def _insert_runs(db, experiment, runs, shared_rows):
-    process = experiment.process
-    insert_run = f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
-    for run in runs:
-        stamp = _stamp(experiment, run, shared_rows)  # before reading: a change meanwhile is seen next time
-        state, losses = _read_run(process.run_files_path, run.run_hash)
-        db.execute(insert_run, _run_row(run, state, losses))
-        db.executemany(
-            "INSERT INTO params VALUES (?, ?, ?, ?)",
-            [(run.run_id, *row) for row in module_rows(run) + shared_rows],
-        )
-        db.executemany(
-            "INSERT INTO losses VALUES (?, ?, ?, ?, ?)",
-            [
-                (run.run_id, epoch, finite_or_none(train), finite_or_none(test), finite_or_none(seconds))
-                for epoch, train, test, seconds in losses
-            ],
-        )
-        if state.status == "done":
-            _insert_metrics(db, run.run_id, process.run_files_path, run.run_hash)
-        db.execute("INSERT INTO run_stamps VALUES (?, ?)", (run.run_id, stamp))
+_reading = None  # (experiment, runs, shared_rows) in a reading process
+
+
+def _set_reading(*work):
+    global _reading
+    _reading = work
+
+
+def _read_nth(index):
+    experiment, runs, shared_rows = _reading
+    return _record(experiment, runs[index], shared_rows)
+
+
+def _record(experiment, run, shared_rows):
+    """Everything written for one run: (runs row, params rows, loss columns, metrics rows, stamp).
+    Loss columns: epochs, then train, test, seconds as arrays of doubles (compact to pass between
+    processes) or, when some value is nan or infinite, lists with None in its place."""
+    from array import array
+
+    run_files_path = experiment.process.run_files_path
+    stamp = _stamp(experiment, run, shared_rows)  # before reading: a change meanwhile is seen next time
+    state, columns = _read_run(run_files_path, run.run_hash)
+    epochs, *values = columns
+    if all(all(map(math.isfinite, column)) for column in values):
+        values = [array("d", column) for column in values]
+    else:
+        values = [[finite_or_none(value) for value in column] for column in values]
+    metrics = _read_metrics(run_files_path, run.run_hash) if state.status == "done" else []
+    params = [(run.run_id, *row) for row in module_rows(run) + shared_rows]
+    return _run_row(run, state, columns), params, (array("q", epochs), *values), metrics, stamp
+
+
+def _insert_records(db, records):
+    for run_row, params, losses, metrics, stamp in records:
+        run_id = run_row[0]
+        db.execute(INSERT_RUN, run_row)
+        db.executemany("INSERT INTO params VALUES (?, ?, ?, ?)", params)
+        _insert_losses(db, run_id, losses)
+        _insert_metrics(db, run_id, metrics)
+        db.execute("INSERT INTO run_stamps VALUES (?, ?)", (run_id, stamp))
+
+
+INSERT_RUN = f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
+
+
+def _insert_losses(db, run_id, columns):
+    """A run's loss rows, many rows a statement (half the cost of executemany)."""
+    flat = [run_id] * (5 * len(columns[0]))  # run_id, epoch, train_loss, test_loss, seconds, run_id, ...
+    for k, column in enumerate(columns, start=1):
+        flat[k::5] = column
+    per_statement = 5 * (_max_variables(db) // 5)
+    for start in range(0, len(flat), per_statement):
+        chunk = flat[start:start + per_statement]
+        db.execute(_values_statement("losses", 5, len(chunk) // 5), chunk)
+
+
+def _max_variables(db):
+    """The most parameters one statement may have (999 where SQLite cannot say: its smallest limit)."""
+    try:
+        return min(db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER), 5000)  # Python 3.11+
+    except AttributeError:
+        return 999
+
+
+@functools.lru_cache(maxsize=64)
+def _values_statement(table, width, count):
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"INSERT INTO {table} VALUES " + ", ".join([row] * count)
 
 
 def _insert_meta(db, experiment):
@@ -291,11 +366,14 @@ def _insert_meta(db, experiment):
     db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
 
 
-def _insert_metrics(db, run_id, run_files_path, run_hash):
+def _read_metrics(run_files_path, run_hash):
     try:
-        rows = read_metrics(run_file(run_files_path, run_hash, METRICS))
+        return read_metrics(run_file(run_files_path, run_hash, METRICS))
     except (OSError, ValueError):
-        return  # a damaged metrics file costs the metrics, not the run
+        return []  # a damaged metrics file costs the metrics, not the run
+
+
+def _insert_metrics(db, run_id, rows):
     db.executemany(
         "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
         [(run_id, epoch, name, finite_or_none(value)) for epoch, name, value in rows],
@@ -311,17 +389,21 @@ def _insert_metrics(db, run_id, run_files_path, run_hash):
 
 
 def _read_run(run_files_path, run_hash):
-    """(RunState, loss rows) of one run; unreadable files make it an error run, not a failed build."""
+    """(RunState, loss columns: epochs, train, test, seconds) of one run; unreadable files make it an
+    error run, not a failed build."""
     try:
         state = read_state(run_files_path, run_hash)
         if state.status != "done":
-            return state, []
-        return state, read_losses(run_file(run_files_path, run_hash, LOSSES))
+            return state, NO_LOSSES
+        return state, read_loss_columns(run_file(run_files_path, run_hash, LOSSES))
     except (OSError, ValueError) as exc:
-        return RunState("error", error=f"unreadable run files of {run_hash}: {exc}"), []
+        return RunState("error", error=f"unreadable run files of {run_hash}: {exc}"), NO_LOSSES
 
 
-def _run_row(run, state, losses):
+NO_LOSSES = ([], [], [], [])
+
+
+def _run_row(run, state, columns):
     """The runs row of one run: a tuple in RUN_COLUMNS order."""
     row = dict.fromkeys(RUN_COLUMNS)
     row.update(
@@ -337,12 +419,11 @@ def _run_row(run, state, losses):
     )
     if state.status == "done":
         result = state.result
-        train = [t for _, t, _, _ in losses]
-        test = [v for _, _, v, _ in losses]
-        finite = all(math.isfinite(x) for x in train + test)
+        epochs, train, test, _ = columns
+        finite = all(map(math.isfinite, train)) and all(map(math.isfinite, test))
         row.update(
             nb_params=result.get("nb_params"),
-            epochs=result.get("epochs", len(losses)),
+            epochs=result.get("epochs", len(epochs)),
             train_loss=finite_or_none(train[-1]) if train else None,
             test_loss=finite_or_none(test[-1]) if test else None,
             duration_s=result.get("duration_s"),
@@ -362,7 +443,7 @@ def open_db(path):
         version = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
     except sqlite3.DatabaseError:
         version = None
-    if version is None or version[0] != str(SCHEMA_VERSION):
+    if version is None or version[0] not in READABLE_VERSIONS:
         db.close()
         raise DatabaseError(path, "not a Mosaic database")
     return db

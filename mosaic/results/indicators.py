@@ -21,7 +21,7 @@ def indicators(train, test):
 
 
 def _all_finite(values):
-    return all(math.isfinite(value) for value in values)
+    return all(map(math.isfinite, values))
 
 
 def overfit(train, test):
