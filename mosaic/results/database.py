@@ -111,7 +111,7 @@ RUN_COLUMNS = (
 # ---------------------------------------------------------------- building
 
 
-def build(experiment, db_path, incremental=True):
+def build(experiment, db_path, incremental=True, processes=None):
     """Build the database of `experiment` at `db_path` from its run files.
 
     The database is kept up to date in a store under the run files path (.database-cache/; Snakemake
@@ -119,9 +119,10 @@ def build(experiment, db_path, incremental=True):
     as a hard link (a copy across file systems). With `incremental`, only the runs whose definition or
     files changed since the store was last built are read again: the result is the same as a full
     rebuild (tests/test_database.py checks it), at a cost that grows with the runs changed, not with
-    the experiment. Every step writes a temporary file that then replaces its target, so readers see
-    the old or the new database, never a half-built one, and a failure (a full disk) leaves both as
-    they were.
+    the experiment. A big build reads the runs with `processes` processes (None: one per usable CPU, 8
+    at most) while this one writes. Every step writes a temporary file that then replaces its target,
+    so readers see the old or the new database, never a half-built one, and a failure (a full disk)
+    leaves both as they were.
     """
     if os.path.isdir(db_path):
         raise DatabaseError(db_path, "is a folder; give a database file path")
@@ -134,8 +135,8 @@ def build(experiment, db_path, incremental=True):
         raise DatabaseError(db_path, f"cannot create its folder: {error.strerror}") from None
     _remove_leftovers(store)
     try:
-        if not (incremental and _update_store(experiment, store)):
-            _build_store(experiment, store)
+        if not (incremental and _update_store(experiment, store, processes)):
+            _build_store(experiment, store, processes)
         _publish(store, db_path)
     except (OSError, sqlite3.OperationalError) as error:  # disk full, file too large...
         raise DatabaseError(db_path, f"cannot write the database ({error}); the previous one is unchanged") from None
@@ -201,7 +202,7 @@ def _publish(store, db_path):
         raise
 
 
-def _update_store(experiment, store):
+def _update_store(experiment, store, processes=None):
     """Bring a copy of the store up to date run by run, then let it replace the store; False when
     the store cannot be updated (absent, older schema): a full build is needed."""
     try:
@@ -228,7 +229,7 @@ def _update_store(experiment, store):
     stale = [run_id for run_id in known if run_id not in wanted] + [run.run_id for run in changed]
     import shutil
 
-    with _records(experiment, changed) as records, replacing(store) as tmp_path:
+    with _records(experiment, changed, processes) as records, replacing(store) as tmp_path:
         shutil.copyfile(store, tmp_path)
         with closing(_connect_unjournaled(tmp_path)) as db, db:
             for table in ("runs", "params", "losses", "metrics", "final_metrics", "run_stamps"):
