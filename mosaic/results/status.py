@@ -1,6 +1,21 @@
-"""mosaic_status: what the run files say of every run, in the format of the tutorial (README.md). No server needed."""
+"""mosaic_status: what the run files say of every run, in the format of the tutorial (README.md). No server needed.
+
+Reading 100,000 runs' files takes seconds; an index under the run files path (.status-index)
+keeps what status shows of each finished (done or failed) run, with the modification time of its
+folder. Any change in a folder changes that time (every run file is written by renaming a temporary
+file into place, and a job touches its folder when it takes the run's lock), so a run whose folder
+time is unchanged is read from the index, the others from their files.
+"""
+
+import marshal
+import os
+import time
 
 from mosaic import runfiles
+
+INDEX = ".status-index"  # Python's marshal format: five times faster to read than JSON
+INDEXED_FIELDS = ("train_loss", "test_loss", "duration_s", "diverged", "epochs")  # of result.json
+SETTLED_NS = 10 * 10**9  # a folder changed this recently is read again next time (coarse file system clocks)
 
 
 def scientific(value):
@@ -36,5 +51,50 @@ def render(experiment, states):
 
 
 def states_of(experiment):
+    """{run_hash: RunState} of every run. A done run's `result` holds the INDEXED_FIELDS of its
+    result.json (all of them when it was just read)."""
     run_files_path = experiment.process.run_files_path
-    return {run.run_hash: runfiles.read_state(run_files_path, run.run_hash) for run in experiment.runs}
+    index_path = os.path.join(run_files_path, INDEX)
+    index = _load_index(index_path)
+    updated = dict(index)  # other experiments may share the run files path: their entries stay
+    settled = time.time_ns() - SETTLED_NS
+    states = {}
+    prefix = os.path.join(run_files_path, "")
+    for run in experiment.runs:
+        run_hash = run.run_hash
+        try:
+            changed = os.stat(prefix + run_hash).st_mtime_ns
+        except OSError:  # no folder: never started
+            states[run_hash] = runfiles.RunState("pending")
+            continue
+        entry = index.get(run_hash)
+        if entry is not None and entry[0] == changed:
+            fields = dict(zip(INDEXED_FIELDS, entry[2])) if entry[2] is not None else None
+            states[run_hash] = runfiles.RunState(entry[1], result=fields, error=entry[3])
+            continue
+        state = states[run_hash] = runfiles.read_state(run_files_path, run_hash)
+        if state.status in ("done", "error") and changed < settled:
+            fields = [state.result.get(name) for name in INDEXED_FIELDS] if state.result else None
+            updated[run_hash] = [changed, state.status, fields, state.error]
+        else:
+            updated.pop(run_hash, None)
+    if updated != index:
+        _save_index(index_path, updated)
+    return states
+
+
+def _load_index(path):
+    try:
+        with open(path, "rb") as handle:
+            index = marshal.loads(handle.read())
+    except (OSError, EOFError, ValueError, TypeError):  # none yet, or damaged: every run is read from its files
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
+def _save_index(path, index):
+    try:
+        with runfiles.replacing(path) as tmp, open(tmp, "wb") as handle:
+            marshal.dump(index, handle)
+    except OSError:  # a read-only run files path: status still works, without the index
+        pass

@@ -33,6 +33,7 @@ def hold_lock(folder):
     handle = runfiles.try_lock(os.path.join(folder, runfiles.LOCK))
     if handle is None:
         raise MosaicError(f"{folder}: another process is training this run")
+    os.utime(folder)  # a new folder time: status reads this run's files again (mosaic/results/status.py)
     return handle
 
 

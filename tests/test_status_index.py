@@ -1,0 +1,114 @@
+"""mosaic_status's index (mosaic/results/status.py): finished runs are read from it while their folder
+is unchanged, and read from their files again after any change, a job taking the run's lock included."""
+
+import os
+import time
+
+import pytest
+from conftest import Experiment, small_settings
+
+from mosaic import runfiles
+from mosaic.experiment import load_experiment
+from mosaic.results import status
+from mosaic.run import job
+
+LONG_AGO = time.time_ns() - 3600 * 10**9
+
+
+@pytest.fixture
+def experiment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return load_experiment(str(Experiment(tmp_path / "exp", small_settings()).ini))  # 4 runs
+
+
+def folder(experiment, run):
+    return runfiles.run_dir(experiment.process.run_files_path, run.run_hash)
+
+
+def finish(experiment, run, test_loss, settled=True):
+    """The files of a done run (with the lock file its job left); `settled`: its folder last changed an hour ago."""
+    path = folder(experiment, run)
+    os.makedirs(path, exist_ok=True)
+    open(os.path.join(path, runfiles.LOCK), "a").close()
+    with open(os.path.join(path, runfiles.LOSSES), "w") as handle:
+        handle.write(runfiles.format_losses([(1, 0.5, test_loss, 0.1)]))
+    runfiles.write_json(os.path.join(path, runfiles.RESULT), {
+        "run_hash": run.run_hash, "status": "done", "epochs": 1, "train_loss": 0.5, "test_loss": test_loss,
+        "duration_s": 1.0, "diverged": False})
+    if settled:
+        os.utime(path, ns=(LONG_AGO, LONG_AGO))
+
+
+def fail(experiment, run, text):
+    path = folder(experiment, run)
+    os.makedirs(path, exist_ok=True)
+    runfiles.write_atomic(os.path.join(path, runfiles.ERROR), text)
+    os.utime(path, ns=(LONG_AGO, LONG_AGO))
+
+
+def statuses(experiment):
+    states = status.states_of(experiment)
+    return [states[run.run_hash].status for run in experiment.runs]
+
+
+def index_of(experiment):
+    return status._load_index(os.path.join(experiment.process.run_files_path, status.INDEX))
+
+
+def test_finished_runs_are_indexed_and_read_from_the_index_while_their_folder_is_unchanged(experiment):
+    first, second, third, _ = experiment.runs
+    finish(experiment, first, 0.25)
+    fail(experiment, second, "Traceback\nValueError: boom\n")
+    finish(experiment, third, 0.125, settled=False)  # just finished: not indexed yet
+    assert statuses(experiment) == ["done", "error", "done", "pending"]
+    assert set(index_of(experiment)) == {first.run_hash, second.run_hash}
+
+    # What the index holds is what status shows (its files, changed in place, are not read again).
+    os.remove(os.path.join(folder(experiment, first), runfiles.RESULT))
+    os.utime(folder(experiment, first), ns=(LONG_AGO, LONG_AGO))
+    states = status.states_of(experiment)
+    assert states[first.run_hash].result["test_loss"] == 0.25
+    assert states[second.run_hash].error == "Traceback\nValueError: boom\n"
+    text = status.render(experiment, states)
+    assert "[1] train_loss=5.000E-01\ttest_loss=2.500E-01" in text and "ValueError: boom" in text
+
+
+def test_a_changed_folder_is_read_again(experiment):
+    first = experiment.runs[0]
+    finish(experiment, first, 0.25)
+    assert status.states_of(experiment)[first.run_hash].result["test_loss"] == 0.25
+    finish(experiment, first, 0.5, settled=False)  # rerun: new files renamed into place, a new folder time
+    assert status.states_of(experiment)[first.run_hash].result["test_loss"] == 0.5
+    os.remove(os.path.join(folder(experiment, first), runfiles.LOSSES))  # a file removed: no longer done
+    assert statuses(experiment)[0] == "pending"
+
+
+def test_a_job_taking_the_lock_of_an_indexed_run_makes_it_running(experiment):
+    first = experiment.runs[0]
+    finish(experiment, first, 0.25)
+    assert statuses(experiment)[0] == "done" and first.run_hash in index_of(experiment)
+    lock = job.hold_lock(folder(experiment, first))  # retrained by hand, say: its result.json is still there
+    assert statuses(experiment)[0] == "running"
+    lock.close()  # the job was killed before writing anything: its old result stands
+    assert statuses(experiment)[0] == "done"
+
+
+def test_a_damaged_index_is_rebuilt(experiment):
+    first = experiment.runs[0]
+    finish(experiment, first, 0.25)
+    with open(os.path.join(experiment.process.run_files_path, status.INDEX), "wb") as handle:
+        handle.write(b"\x00garbage")
+    assert statuses(experiment) == ["done", "pending", "pending", "pending"]
+    assert first.run_hash in index_of(experiment)
+
+
+def test_entries_of_another_experiment_sharing_the_run_files_path_are_kept(experiment, tmp_path):
+    first = experiment.runs[0]
+    finish(experiment, first, 0.25)
+    statuses(experiment)
+    index = index_of(experiment)
+    index["0123456789abcdef"] = [LONG_AGO, "done", [0.1, 0.1, 1.0, False, 1], None]
+    status._save_index(os.path.join(experiment.process.run_files_path, status.INDEX), index)
+    finish(experiment, experiment.runs[1], 0.5)
+    statuses(experiment)
+    assert {"0123456789abcdef", first.run_hash, experiment.runs[1].run_hash} <= set(index_of(experiment))
