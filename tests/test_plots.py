@@ -340,4 +340,15 @@ def test_plotloss_command_max_runs(db_path, tmp_path, capsys):
     from mosaic.ops.cli import mosaic_plotloss
 
     assert mosaic_plotloss([db_path, str(tmp_path / "p.pdf"), "--max-runs", "4"]) == 0
-    assert "4 runs drawn" in capsys.readouterr().out and pdf_pages(tmp_path / "p.pdf") == 1
+    out = capsys.readouterr().out
+    assert "4 runs drawn" in out and "the first 4 of 48 selected: --all" in out and pdf_pages(tmp_path / "p.pdf") == 1
+
+
+def test_plotloss_command_draws_a_readable_number_of_runs_unless_told_all(db_path, tmp_path, capsys, monkeypatch):
+    from mosaic.ops import cli
+
+    monkeypatch.setattr(cli, "PLOTLOSS_MAX_RUNS", 10)  # the database has 48 runs (the default is 200)
+    assert cli.mosaic_plotloss([db_path, str(tmp_path / "p.pdf")]) == 0
+    assert "10 runs drawn" in capsys.readouterr().out
+    assert cli.mosaic_plotloss([db_path, str(tmp_path / "all.pdf"), "--all"]) == 0
+    assert "46 runs drawn" in capsys.readouterr().out and pdf_pages(tmp_path / "all.pdf") == 6  # 2 have no losses

@@ -170,6 +170,9 @@ def mosaic_generate(argv):
     return 0
 
 
+PLOTLOSS_MAX_RUNS = 200  # a readable PDF; the workflow's plotloss_max_runs (config/config.yaml) says the same
+
+
 @command
 def mosaic_plotloss(argv):
     """Draw the loss curves of the selected runs into a PDF (pages of K x K panels).
@@ -183,8 +186,13 @@ def mosaic_plotloss(argv):
     parser.add_argument("run_files_path", nargs="?", help="ignored (losses come from the database)")
     add_selectors(parser)
     parser.add_argument("-plot_size", type=int, default=3, help="K: panels per row and column")
-    parser.add_argument("--max-runs", type=int, help="draw the first N selected runs only (default: all)")
+    parser.add_argument("--max-runs", type=int, default=PLOTLOSS_MAX_RUNS,
+                        help=f"draw the first N selected runs only (default {PLOTLOSS_MAX_RUNS}: "
+                             f"{PLOTLOSS_MAX_RUNS // 9 + 1} pages of 3 x 3)")
+    parser.add_argument("--all", action="store_true", help="draw every selected run, however many")
     args = parser.parse_args(argv)
+    if args.all:
+        args.max_runs = None
     if args.plot_size < 1:
         raise UsageError("-plot_size must be at least 1")
     if args.max_runs is not None and args.max_runs < 1:
@@ -197,7 +205,8 @@ def mosaic_plotloss(argv):
     open_db(args.database).close()
     drawn, selected = plotloss(args.database, args.output, ids=selected_ids(args.database, args),
                                plot_size=args.plot_size, max_runs=args.max_runs)
-    limited = f" (the first of {selected} selected: --max-runs {args.max_runs})" if drawn == args.max_runs else ""
+    limited = (f" (the first {drawn} of {selected} selected: --all draws them all)"
+               if drawn == args.max_runs and selected > drawn else "")
     print(f"{drawn} runs drawn in {args.output}{limited}")
     return 0
 
