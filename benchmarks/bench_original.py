@@ -1,8 +1,8 @@
 """original: the tutorial through the original Mosaic (ml-mosaic 0.0.4) and through this one, side by side.
 
 24 runs, batch 1, 2 in parallel, E epochs (100 by default; 400 with --original-epochs 400, the long
-mode). The original is installed with pip into a virtual environment inside the benchmark's work
-folder (torch from the same wheel source as ours), and run as its own tutorial says: its share/ files,
+mode). The original is installed with pip into a virtual environment, .venv-original in the
+repository (made once; torch from the same wheel source as ours), and run as its own tutorial says: its share/ files,
 `loss_function`, `run_files_path` and `cache_database_path` set, a dummy setup.py in the folder (its
 dataset_OR needs one). Reported: both walls, the ratio, the CPU time of each side (all its processes,
 sampled from /proc every half second, the original's busy-looping server included), and the memory
@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from harness import Contention, check, child_env, mosaic_command, table, tutorial_folder
+from harness import REPO, Contention, check, child_env, mosaic_command, table, tutorial_folder
 
 NAME = "original"
 TARGETS = {100: 0.25, 400: 0.15}  # Mosaic's wall / the original's
@@ -67,15 +67,15 @@ width = {{2-4}}
 def add_arguments(parser):
     parser.add_argument("--original-epochs", type=int, default=100,
                         help="original: epochs of the side-by-side tutorial (default 100; 400 is the long mode)")
-    parser.add_argument("--original-venv", help="original: an existing venv with ml-mosaic 0.0.4 (default: made "
-                                                "in the work folder)")
+    parser.add_argument("--original-venv", default=os.path.join(REPO, ".venv-original"),
+                        help="original: the venv of ml-mosaic 0.0.4, made there with pip when missing "
+                             "(default .venv-original in the repository)")
 
 
-def original_venv(work, given):
+def original_venv(venv):
     """A venv with ml-mosaic 0.0.4 (its `mosaic` package would clash with ours in one environment)."""
-    if given:
-        return given
-    venv = os.path.join(work, "venv-original")
+    if os.path.exists(os.path.join(venv, "bin", "mosaic_run")):
+        return venv
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     pip = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q"]
     import torch
@@ -210,7 +210,7 @@ def memory_cells(rows):
 def run(args, work):
     epochs = 4 if args.quick else args.original_epochs
     contention = Contention()
-    venv = original_venv(work, args.original_venv)
+    venv = original_venv(args.original_venv)
     old = os.path.join(work, "original")
     original_folder(old, venv, epochs)
     new = os.path.join(work, "mosaic")

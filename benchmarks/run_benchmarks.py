@@ -26,7 +26,8 @@ sys.path.insert(1, os.path.dirname(HERE))  # benchmark this checkout, whatever i
 import harness  # noqa: E402
 
 BENCHMARKS = ("step", "expand", "tutorial", "warmstart", "scale", "original", "gpu")
-DEFAULT = ("step", "expand", "tutorial", "warmstart", "scale")  # original: minutes of the old tool; gpu: needs one
+DEFAULT = ("step", "expand", "tutorial", "warmstart", "scale", "original")  # gpu: needs one (--only gpu)
+QUICK = ("step", "expand", "tutorial", "warmstart", "scale")  # original: minutes of the old tool, and a pip install
 
 
 def modules():
@@ -35,9 +36,8 @@ def modules():
 
 def parse_args(argv, found):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join(DEFAULT),
-                        help=f"comma-separated benchmarks among {', '.join(BENCHMARKS)} "
-                             f"(default: {', '.join(DEFAULT)})")
+    parser.add_argument("--only", help=f"comma-separated benchmarks among {', '.join(BENCHMARKS)} "
+                                       f"(default: {', '.join(DEFAULT)}; with --quick: {', '.join(QUICK)})")
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes (for CI)")
     parser.add_argument("--out", default=os.path.join(HERE, "results.md"),
                         help="markdown file to write (default benchmarks/results.md)")
@@ -45,6 +45,8 @@ def parse_args(argv, found):
     for module in found.values():
         module.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.only is None:
+        args.only = ",".join(QUICK if args.quick else DEFAULT)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in args.only if name not in BENCHMARKS]
     if unknown:
