@@ -88,12 +88,34 @@ def cpu_busy_s():
 
 
 def own_cpu_s():
-    """CPU seconds of this process and of the children it has waited for."""
+    """CPU seconds of this process, of the children it has waited for, and of the warm-start servers
+    (detached, so not our children) with the runs they forked and reaped."""
     total = 0.0
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         usage = resource.getrusage(who)
         total += usage.ru_utime + usage.ru_stime
-    return total
+    return total + warm_servers_cpu_s()
+
+
+def warm_servers_cpu_s():
+    """User + system time of the live mosaic.run.server processes and of their reaped children."""
+    total = 0
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if b"mosaic.run.server" not in handle.read():
+                    continue
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{fields[1]}/cmdline", "rb") as handle:  # its parent
+                if b"mosaic.run.server" in handle.read():
+                    continue  # a forked run: counted in its server's children time once reaped
+        except (OSError, IndexError):
+            continue
+        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Contention:
