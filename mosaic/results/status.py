@@ -55,31 +55,35 @@ def states_of(experiment):
     result.json (all of them when it was just read)."""
     run_files_path = experiment.process.run_files_path
     index_path = os.path.join(run_files_path, INDEX)
-    index = _load_index(index_path)
-    updated = dict(index)  # other experiments may share the run files path: their entries stay
+    index = _load_index(index_path)  # other experiments may share the run files path: their entries stay
+    edited = False
     settled = time.time_ns() - SETTLED_NS
     states = {}
     prefix = os.path.join(run_files_path, "")
+    RunState, stat, get = runfiles.RunState, os.stat, index.get  # noqa: N806 (local names: 100,000 runs)
     for run in experiment.runs:
         run_hash = run.run_hash
         try:
-            changed = os.stat(prefix + run_hash).st_mtime_ns
+            changed = stat(prefix + run_hash).st_mtime_ns
         except OSError:  # no folder: never started
-            states[run_hash] = runfiles.RunState("pending")
+            states[run_hash] = RunState("pending")
             continue
-        entry = index.get(run_hash)
+        entry = get(run_hash)
         if entry is not None and entry[0] == changed:
-            fields = dict(zip(INDEXED_FIELDS, entry[2])) if entry[2] is not None else None
-            states[run_hash] = runfiles.RunState(entry[1], result=fields, error=entry[3])
+            fields = entry[2]
+            states[run_hash] = RunState(entry[1], None if fields is None else dict(zip(INDEXED_FIELDS, fields)),
+                                        entry[3])
             continue
         state = states[run_hash] = runfiles.read_state(run_files_path, run_hash)
         if state.status in ("done", "error") and changed < settled:
             fields = [state.result.get(name) for name in INDEXED_FIELDS] if state.result else None
-            updated[run_hash] = [changed, state.status, fields, state.error]
-        else:
-            updated.pop(run_hash, None)
-    if updated != index:
-        _save_index(index_path, updated)
+            index[run_hash] = [changed, state.status, fields, state.error]
+            edited = True
+        elif entry is not None:
+            del index[run_hash]
+            edited = True
+    if edited:
+        _save_index(index_path, index)
     return states
 
 
