@@ -60,19 +60,17 @@ def states_of(experiment):
     settled = time.time_ns() - SETTLED_NS
     states = {}
     prefix = os.path.join(run_files_path, "")
-    RunState, stat, get = runfiles.RunState, os.stat, index.get  # noqa: N806 (local names: 100,000 runs)
     for run in experiment.runs:
         run_hash = run.run_hash
         try:
-            changed = stat(prefix + run_hash).st_mtime_ns
+            changed = os.stat(prefix + run_hash).st_mtime_ns
         except OSError:  # no folder: never started
-            states[run_hash] = RunState("pending")
+            states[run_hash] = runfiles.RunState("pending")
             continue
-        entry = get(run_hash)
+        entry = index.get(run_hash)
         if entry is not None and entry[0] == changed:
-            fields = entry[2]
-            states[run_hash] = RunState(entry[1], None if fields is None else dict(zip(INDEXED_FIELDS, fields)),
-                                        entry[3])
+            fields = None if entry[2] is None else dict(zip(INDEXED_FIELDS, entry[2]))
+            states[run_hash] = runfiles.RunState(entry[1], result=fields, error=entry[3])
             continue
         state = states[run_hash] = runfiles.read_state(run_files_path, run_hash)
         if state.status in ("done", "error") and changed < settled:
