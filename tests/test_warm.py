@@ -268,6 +268,12 @@ def test_one_server_per_environment_whatever_the_workflow_adds_to_the_path(monke
     key = warm.server_key()
     monkeypatch.setenv("PYTHONPATH", f"{package_parent}{os.pathsep}/somewhere")  # as the workflow exports it
     assert warm.server_key() == key
+    from mosaic.ops.snakemake_plugins import FOLDER
+
+    # and as mosaic_run's Snakemake passes it on (its logger plugin): the jobs reach the server that
+    # mosaic_run prestarted, not a second one importing torch while the first runs wait
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([package_parent, FOLDER, "/somewhere"]))
+    assert warm.server_key() == key
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     assert warm.server_key() != key
     monkeypatch.setenv("PYTHONPATH", "/somewhere")

@@ -76,9 +76,15 @@ def code_stamp():
 
 def server_key():
     """One server per environment: interpreter, Mosaic's code (its files' times, which change with an
-    upgrade or an edit) and the import path it was started with."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != package_parent]
+    upgrade or an edit) and the import path it was started with, less the entries that only point at
+    Mosaic itself (the workflow adds the package's parent, mosaic_run its Snakemake plugins folder)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_parent = os.path.dirname(package)
+
+    def own(path):
+        return path == package_parent or path == package or path.startswith(package + os.sep)
+
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and not own(p)]
     # sys.prefix, not the resolved interpreter: every venv of one Python resolves to the same binary.
     text = "\0".join([sys.prefix, sys.executable, repr(code_stamp()), *paths])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
