@@ -41,6 +41,7 @@ def step_variants(work):
 
     from mosaic.experiment import load_experiment
     from mosaic.run import training
+    from mosaic.run.optimizer import make_optimizer
 
     ini = tutorial_folder(work, {("MONITOR", "multiplicity"): 1})
     experiment = load_experiment(ini)
@@ -86,7 +87,7 @@ def step_variants(work):
         def build():
             training.seed_everything(run.seed)
             pipeline = training.Pipeline(run, experiment, "cpu")
-            optimizer = training.make_optimizer(experiment, pipeline.parameters)
+            optimizer = make_optimizer(experiment, pipeline.parameters, pipeline.models)
             train_batches = training.batch_source(pipeline.train_loader, "cpu")
             test_batches = training.batch_source(pipeline.test_loader, "cpu")
             n_train, n_test = len(list(train_batches())), len(list(test_batches()))

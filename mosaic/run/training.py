@@ -17,6 +17,7 @@ from mosaic.errors import MosaicError
 from mosaic.experiment.spec import IDENTITY_PROCESS_KEYS
 from mosaic.run.classes import construct, load_class, takes_run_info
 from mosaic.run.metrics import Metrics
+from mosaic.run.optimizer import make_optimizer
 
 CHECKPOINT_FORMAT = 2  # 2: random states without numpy arrays (weights_only loading)
 
@@ -191,23 +192,6 @@ def make_loss(experiment):
     return cls()
 
 
-def make_optimizer(experiment, parameters):
-    process = experiment.process
-    cls = getattr(torch.optim, process.optimizer, None)
-    if cls is None:
-        raise MosaicError(
-            f"{experiment.ini_path}: [PROCESS] optimizer: torch.optim has no '{process.optimizer}'"
-        )
-    if not parameters:
-        raise MosaicError("the model modules have no parameters to optimize")
-    if process.optimizer in ("Adam", "AdamW", "SGD", "Adagrad"):
-        try:  # the fused kernels cost a third less per step
-            return cls(parameters, lr=process.lr, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            pass
-    return cls(parameters, lr=process.lr)
-
-
 def to_device(batch, device):
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -270,8 +254,10 @@ def default_cache_limit(device):
 
 def batch_loss(loss_fn, prediction, target):
     """loss(prediction, target), squeezing singleton dimensions when only they differ."""
-    if prediction.shape != target.shape and prediction.squeeze().shape == target.squeeze().shape:
-        prediction, target = prediction.squeeze(), target.squeeze()
+    if prediction.shape != target.shape:
+        squeezed = prediction.squeeze(), target.squeeze()
+        if squeezed[0].shape == squeezed[1].shape:
+            prediction, target = squeezed
     return loss_fn(prediction, target)
 
 
@@ -291,7 +277,7 @@ def per_sample(loss, samples, reduction):
     if loss.dim() > 0:
         loss = loss.mean()
         reduction = "mean"
-    if reduction == "sum":
+    if reduction == "sum" or samples == 1:
         return loss, loss.detach()
     return loss, loss.detach() * samples
 
@@ -300,11 +286,15 @@ def train_epoch(pipeline, batches, optimizer):
     pipeline.train_mode(True)
     reduction = getattr(pipeline.loss_fn, "reduction", "mean")
     total, count = 0.0, 0
+    check_graph = getattr(optimizer, "check_graph", None)  # a RunOptimizer's, before its first step
     for x, y in batches:
         optimizer.zero_grad(set_to_none=True)
         samples = batch_size(y)
         loss, summed = per_sample(batch_loss(pipeline.loss_fn, pipeline.forward(x), y), samples, reduction)
         if loss.requires_grad:
+            if check_graph is not None:
+                check_graph(loss)
+                check_graph = None
             loss.backward()
         elif not pipeline.has_custom_backward:
             # nothing would learn, and the run would still be reported done
@@ -468,7 +458,8 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     make_deterministic(device, experiment.process.deterministic)
     seed_everything(run.seed)
     pipeline = Pipeline(run, experiment, device)
-    optimizer = make_optimizer(experiment, pipeline.parameters)
+    optimizer = make_optimizer(experiment, pipeline.parameters, pipeline.models,
+                               flat=not pipeline.has_custom_backward)
     # before the checkpoint's RNG state is restored: making the cached batches iterates a DataLoader,
     # which draws from the torch RNG, as it did before epoch 1 of the run being continued
     limit = experiment.monitor.batch_cache_limit
