@@ -1,7 +1,6 @@
 # Checks the configuration, loads the experiment; input functions. The logic lives in
 # mosaic/ops/workflow_helpers.py.
 import os
-import re
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -10,7 +9,6 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)  # a plain checkout: the mosaic package sits beside the Snakefile
 
 from mosaic.ops import workflow_helpers as helpers
-from mosaic.results.plots import METAPLOT_VALUES
 
 try:
     validate(config, "../schemas/config.schema.yaml")  # also fills in the defaults
@@ -40,7 +38,6 @@ if GPU_PER_RUN and workflow.local_exec and str(workflow.exec_mode) == "default":
 
 wildcard_constraints:
     run="[0-9a-f]{16}",
-    value="|".join(map(re.escape, METAPLOT_VALUES)),
 
 
 def run_path(name):

@@ -18,20 +18,25 @@ rule plotloss:
 
 
 rule metaplot:
+    # One job per dataset key draws all its comparison plots: one process (matplotlib's import) for them all.
     input:
         DATABASE,
     output:
-        report(
-            os.path.join(PLOTS, "metaplot_{dataset}_{value}.png"),
-            caption="../report/metaplot.rst",
-            category=dataset_category,
-            subcategory="Comparison plots",
-            labels=lambda wildcards: {"dataset": metaplot_dataset(wildcards), "value": wildcards.value},
-        ),
+        [
+            report(
+                os.path.join(PLOTS, f"metaplot_{{dataset}}_{value}.png"),
+                caption="../report/metaplot.rst",
+                category=dataset_category,
+                subcategory="Comparison plots",
+                labels=lambda wildcards, value=value: {"dataset": metaplot_dataset(wildcards), "value": value},
+            )
+            for value in config["metaplot_values"]
+        ],
     log:
-        os.path.join(LOGS, "metaplot_{dataset}_{value}.log"),
+        os.path.join(LOGS, "metaplot_{dataset}.log"),
     params:
         dataset=metaplot_dataset,
+        compared=config["metaplot_values"],
     conda:
         "../envs/mosaic.yaml"
     script:
