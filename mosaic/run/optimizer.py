@@ -13,6 +13,8 @@ It stays tensor by tensor, as torch does, where the flat update would differ or 
   give it a zero-gradient step (momentum, weight decay): the first step's autograd graph must reach every
   parameter, or the optimizer goes back to one tensor each before that step;
 - frozen, lazy, sparse, non-contiguous or non-float parameters, or several dtypes or devices in one model;
+- a model holding a recurrent layer (torch.nn.RNN, LSTM, GRU): on a GPU its flatten_parameters() moves its
+  weights into a buffer of its own, which would leave the flat tensor updating copies;
 - a model that computes its own gradients (a backward method), another optimizer class;
 - a checkpoint saved tensor by tensor (an earlier version, or a run that went back) is continued that way.
 """
@@ -132,12 +134,16 @@ def flat_groups(models, parameters):
                 seen.add(id(param))
                 params.append(param)
         if params:
-            if len({(param.dtype, param.device) for param in params}) > 1:
+            if len({(param.dtype, param.device) for param in params}) > 1 or has_recurrent_layer(model):
                 return None
             groups.append(params)
     if len(seen) != len(wanted):  # parameters that no model lists
         return None
     return [(flatten(params), params) for params in groups]
+
+
+def has_recurrent_layer(model):
+    return isinstance(model, torch.nn.Module) and any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
 
 
 def flatten(params):
