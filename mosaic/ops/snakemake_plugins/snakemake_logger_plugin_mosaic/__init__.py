@@ -7,6 +7,7 @@ the file named by MOSAIC_EVENTS_FILE. Snakemake's own console output is left as 
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 
 from snakemake_interface_logger_plugins.base import LogHandlerBase
@@ -49,6 +50,16 @@ class LogHandler(LogHandlerBase):
             os.write(self.fd, (json.dumps(data, default=str) + "\n").encode())
         except OSError:  # the reader is gone (mosaic_run killed): Snakemake goes on
             self.fd = None
+
+    def close(self):
+        """At the end of the workflow (Snakemake closes its log handlers, then exits)."""
+        # Snakemake's scheduler re-examines its queue by threading.Timer threads of one second, which are not
+        # daemons: the process waited for the last one before exiting, up to a second after the workflow was
+        # over. Nothing is scheduled any more, so they are cancelled.
+        for thread in threading.enumerate():
+            if isinstance(thread, threading.Timer):
+                thread.cancel()
+        super().close()
 
     @property
     def writes_to_stream(self):
