@@ -78,6 +78,17 @@ def test_plain_snakemake_from_the_repository_root(tmp_path):
     # Each run's files are named by its content hash, in the ini's run_files_path.
     assert len(list((exp.folder / ".runs").glob("*/model.pt"))) == 4
 
+    # The numbers beside each metaplot are outputs of its job: one deleted is drawn again.
+    table = tmp_path / "out" / "plots" / "metaplot_data_dataset_OR_slope.csv"
+    assert table.read_text().splitlines()[0].startswith("dataset_key,model_key,")
+    table.unlink()
+    again = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--cores", "2", "--config", *config],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=command_env(),
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert dict(re.findall(r"^(\w+)\s+(\d+)$", again.stdout, re.M)).get("metaplot") == "1"
+
 
 def test_dry_run_of_the_tutorial_lists_24_trainings_and_the_aggregation():
     done = subprocess.run([str(BIN / "snakemake"), "-n"], cwd=ROOT, capture_output=True, text=True,

@@ -60,10 +60,12 @@ def plotloss_target():
 
 
 def metaplot_targets():
+    """Each comparison plot and the table of its numbers."""
     return [
-        os.path.join(PLOTS, f"metaplot_{name}_{value}.png")
+        os.path.join(PLOTS, f"metaplot_{name}_{value}.{extension}")
         for name in helpers.dataset_names(EXPERIMENT)
         for value in config["metaplot_values"]
+        for extension in ("png", "csv")
     ]
 
 

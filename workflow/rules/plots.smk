@@ -22,7 +22,7 @@ rule metaplot:
     input:
         DATABASE,
     output:
-        [
+        plots=[
             report(
                 os.path.join(PLOTS, f"metaplot_{{dataset}}_{value}.png"),
                 caption="../report/metaplot.rst",
@@ -32,6 +32,8 @@ rule metaplot:
             )
             for value in config["metaplot_values"]
         ],
+        # the numbers each plot draws, beside it (a header only while no run is done)
+        tables=[os.path.join(PLOTS, f"metaplot_{{dataset}}_{value}.csv") for value in config["metaplot_values"]],
     log:
         os.path.join(LOGS, "metaplot_{dataset}.log"),
     params:

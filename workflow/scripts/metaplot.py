@@ -3,13 +3,15 @@
 import sys
 
 from mosaic.errors import MosaicError
-from mosaic.results.plots import metaplot, render_message
+from mosaic.results.plots import METAPLOT_CSV_COLUMNS, metaplot, render_message, write_rows_csv
 
 with open(snakemake.log[0], "w") as sys.stderr:  # noqa: F821 (snakemake is injected)
     database, dataset = snakemake.input[0], snakemake.params.dataset  # noqa: F821
-    for value, output in zip(snakemake.params.compared, snakemake.output):  # noqa: F821
+    outputs = zip(snakemake.params.compared, snakemake.output.plots, snakemake.output.tables)  # noqa: F821
+    for value, plot, table in outputs:
         try:
-            metaplot(database, output, dataset, value)
-        except MosaicError as error:  # no run done yet: say so in the file
+            metaplot(database, plot, dataset, value)  # its table is written beside it, same name
+        except MosaicError as error:  # no run done yet: say so in the files
             print(error, file=sys.stderr)
-            render_message(output, f"no {value} comparison for {dataset}: {error}")
+            render_message(plot, f"no {value} comparison for {dataset}: {error}")
+            write_rows_csv(table, [], METAPLOT_CSV_COLUMNS)
