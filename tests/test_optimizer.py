@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mosaic.run.optimizer import make_optimizer, reached_parameters
+from mosaic.run.optimizer import RunOptimizer, flat_groups, make_optimizer, reached_parameters
 
 
 def experiment(optimizer="Adam", lr=1e-2):
@@ -153,3 +153,40 @@ def test_reached_parameters_follows_the_graph():
     reached = reached_parameters(loss)
     assert {id(p) for p in model.body.parameters()} <= reached
     assert not ({id(p) for p in model.unused.parameters()} & reached)
+
+
+@pytest.mark.parametrize("cls, options", [
+    (torch.optim.Adam, {}),
+    (torch.optim.AdamW, {}),
+    (torch.optim.Adam, {"weight_decay": 0.1, "amsgrad": True}),
+    (torch.optim.AdamW, {"weight_decay": 0.3, "amsgrad": True, "maximize": True, "betas": (0.8, 0.9)}),
+])
+def test_the_direct_fused_kernel_is_torchs_step_bit_for_bit(cls, options):
+    def run(direct):
+        model = mlp()
+        params = list(model.parameters())
+        optimizer = RunOptimizer(lambda tensors: cls(tensors, lr=1e-2, fused=True, **options), params,
+                                 flat_groups([model], params))
+        if not direct:
+            optimizer.fused_step = False  # torch.optim's step every time
+        train(model, optimizer)
+        return model, optimizer
+
+    ours, direct = run(True)
+    theirs, plain = run(False)
+    assert callable(direct.fused_step)
+    assert torch.equal(flat_values(ours), flat_values(theirs))
+    for name in ("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if options.get("amsgrad") else ()):
+        assert torch.equal(direct.state_dict()["state"][0][name], plain.state_dict()["state"][0][name]), name
+
+
+def test_the_direct_fused_kernel_only_for_flat_fused_adam():
+    for name, direct in (("Adam", True), ("AdamW", True), ("SGD", False), ("Adagrad", False)):
+        model = mlp()
+        optimizer = make_optimizer(experiment(name), list(model.parameters()), [model])
+        train(model, optimizer, steps=2)
+        assert callable(optimizer.fused_step) == direct, name
+    model = WithUnused()  # per tensor: torch's step
+    optimizer = make_optimizer(experiment("Adam"), list(model.parameters()), [model])
+    train(model, optimizer, steps=2)
+    assert optimizer.fused_step is False
