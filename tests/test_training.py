@@ -967,3 +967,19 @@ def test_tutorial_run_trains(tutorial):
     user_file = torch.load(folder / "model_0_mlp_funnel.pt", weights_only=True)
     for name, tensor in final_models(tutorial, run)[0].items():
         assert torch.equal(user_file[name], tensor)
+
+
+def test_backward_gives_torchs_gradients_bit_for_bit():
+    def grads(call):
+        torch.manual_seed(3)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+        x, y = torch.randn(5, 3), torch.randn(5, 1)
+        for _ in range(2):  # the second accumulates into the first's gradients
+            call(torch.nn.functional.mse_loss(model(x), y))
+        return [param.grad for param in model.parameters()]
+
+    ours, theirs = grads(training.backward), grads(lambda loss: loss.backward())
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert all(grad.abs().sum() > 0 for grad in ours)
+    with pytest.raises(RuntimeError, match="scalar outputs"):  # not a scalar: torch's own call and error
+        training.backward(torch.ones(2, requires_grad=True) * 2)
