@@ -112,3 +112,10 @@ def test_entries_of_another_experiment_sharing_the_run_files_path_are_kept(exper
     finish(experiment, experiment.runs[1], 0.5)
     statuses(experiment)
     assert {"0123456789abcdef", first.run_hash, experiment.runs[1].run_hash} <= set(index_of(experiment))
+
+
+def test_a_done_run_without_some_values_shows_nan(experiment):
+    first = experiment.runs[0]
+    finish(experiment, first, None)
+    assert "[1] train_loss=5.000E-01\ttest_loss=nan\texecution_time=1.000E+00" in status.render(
+        experiment, status.states_of(experiment))
