@@ -8,6 +8,7 @@ import pytest
 from conftest import Experiment, small_settings
 
 from mosaic import runfiles
+from mosaic.errors import MosaicError
 from mosaic.experiment import load_experiment
 from mosaic.results import status
 from mosaic.run import job
@@ -119,3 +120,34 @@ def test_a_done_run_without_some_values_shows_nan(experiment):
     finish(experiment, first, None)
     assert "[1] train_loss=5.000E-01\ttest_loss=nan\texecution_time=1.000E+00" in status.render(
         experiment, status.states_of(experiment))
+
+
+def listed(experiment):
+    return [(run.run_id, run.run_hash, run.pipeline) for run in experiment.runs]
+
+
+def test_the_runs_listed_are_kept_while_the_ini_is_unchanged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exp = Experiment(tmp_path / "exp", small_settings())
+    experiment = load_experiment(str(exp.ini))
+    finish(experiment, experiment.runs[0], 0.25)  # the run files path exists
+    first = status.listing(str(exp.ini))  # expanded, then kept
+    kept = os.path.join(experiment.process.run_files_path, status.LISTING)
+    assert os.path.exists(kept)
+    again = status.listing(str(exp.ini))  # from the kept copy
+    assert listed(first) == listed(again) == listed(experiment)
+    assert first.run_files_path == again.run_files_path == experiment.process.run_files_path
+    assert status.render(again, status.states_of(again)) == status.render(experiment, status.states_of(experiment))
+
+    exp.edit("MONITOR", "multiplicity", "3")  # another ini text: expanded again
+    assert listed(status.listing(str(exp.ini))) == listed(load_experiment(str(exp.ini)))
+    assert len(status.listing(str(exp.ini)).runs) == 3 * len(first.runs)
+
+    with open(kept, "wb") as handle:  # damaged: expanded again, and kept anew
+        handle.write(b"\x00garbage")
+    assert listed(status.listing(str(exp.ini))) == listed(load_experiment(str(exp.ini)))
+    assert len(status.listing(str(exp.ini)).runs) == 3 * len(first.runs)
+
+    exp.edit("PROCESS", "lr", "fast")  # a broken ini: load_experiment's one-line error, whatever is kept
+    with pytest.raises(MosaicError, match=r"\[PROCESS\] lr"):
+        status.listing(str(exp.ini))

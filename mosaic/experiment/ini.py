@@ -346,6 +346,13 @@ def _check_scheme_types(shown, parser, process):
                                   f"{did_you_mean(type_name, unused or section_types)}", section="PROCESS", key=key)
 
 
+def run_files_path_of(ini_path):
+    """[PROCESS] run_files_path as load_experiment resolves it, without checking or expanding the rest."""
+    shown = str(ini_path)
+    section = _Section(shown, _read_ini(shown), "PROCESS")
+    return _local_path(section.text("run_files_path", ".runs"), os.path.dirname(os.path.abspath(shown)))
+
+
 def load_experiment(ini_path):
     """Parse, validate and expand an ini file into an Experiment; errors are one-line MosaicErrors."""
     shown = str(ini_path)

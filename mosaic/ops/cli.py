@@ -269,12 +269,11 @@ def mosaic_status(argv):
     parser = parser_for(mosaic_status)
     parser.add_argument("ini", nargs="?", help="the experiment's ini (default: the one mosaic_run used here)")
     args = parser.parse_args(argv)
-    from mosaic.experiment import load_experiment
     from mosaic.ops import session
     from mosaic.results import status
 
-    experiment = load_experiment(session.load(args.ini)["ini"])
-    print(status.render(experiment, status.states_of(experiment)))
+    listing = status.listing(session.load(args.ini)["ini"])
+    print(status.render(listing, status.states_of(listing)))
     return 0
 
 

@@ -5,15 +5,23 @@ keeps what status shows of each finished (done or failed) run, with the modifica
 folder. Any change in a folder changes that time (every run file is written by renaming a temporary
 file into place, and a job touches its folder when it takes the run's lock), so a run whose folder
 time is unchanged is read from the index, the others from their files.
+
+Expanding an ini of 100,000 runs takes most of a second too: the runs status lists (their hashes and
+pipelines, in order) are kept beside the index (.status-runs) with a digest of the ini's text and of
+the code that expands it, and used while both are unchanged (load_experiment checks and expands the
+ini otherwise).
 """
 
+import hashlib
 import marshal
 import os
 import time
+from typing import NamedTuple
 
 from mosaic import runfiles
 
 INDEX = ".status-index"  # Python's marshal format: five times faster to read than JSON
+LISTING = ".status-runs"  # the runs of the ini status last listed, with the digest they belong to
 INDEXED_FIELDS = ("train_loss", "test_loss", "duration_s", "diverged", "epochs")  # of result.json
 SETTLED_NS = 10 * 10**9  # a folder changed this recently is read again next time (coarse file system clocks)
 
@@ -50,17 +58,80 @@ def render(experiment, states):
     return "\n".join(lines)
 
 
+class ListedRun(NamedTuple):
+    run_id: int
+    run_hash: str
+    pipeline: str
+
+
+class Listing(NamedTuple):
+    """What status needs of an experiment: its run files path and its runs in order."""
+
+    run_files_path: str
+    runs: tuple
+
+
+def listing(ini_path):
+    """The ini's Listing, from .status-runs when it was made from the same ini text by the same code,
+    else from load_experiment (whose errors are raised), then kept for next time."""
+    from mosaic.errors import MosaicError
+    from mosaic.experiment import load_experiment
+    from mosaic.experiment.ini import run_files_path_of
+
+    digest = run_files_path = None
+    try:
+        with open(ini_path, "rb") as handle:
+            digest = _listing_digest(os.path.abspath(ini_path), handle.read())
+        run_files_path = run_files_path_of(ini_path)
+        with open(os.path.join(run_files_path, LISTING), "rb") as handle:
+            kept = marshal.loads(handle.read())
+        if kept["digest"] == digest and kept["run_files_path"] == run_files_path:
+            return Listing(run_files_path, tuple(map(ListedRun._make, zip(
+                range(1, len(kept["hashes"]) + 1), kept["hashes"], kept["pipelines"]))))
+    except (OSError, EOFError, ValueError, TypeError, KeyError, MosaicError):
+        pass  # none kept yet, another ini, damaged, or an ini that load_experiment will explain
+    experiment = load_experiment(ini_path)
+    found = Listing(experiment.process.run_files_path,
+                    tuple(ListedRun(run.run_id, run.run_hash, run.pipeline) for run in experiment.runs))
+    if digest is not None and os.path.isdir(found.run_files_path):
+        try:
+            with runfiles.replacing(os.path.join(found.run_files_path, LISTING)) as tmp, open(tmp, "wb") as out:
+                marshal.dump({"digest": digest, "run_files_path": found.run_files_path,
+                              "hashes": [run.run_hash for run in found.runs],
+                              "pipelines": [run.pipeline for run in found.runs]}, out)
+        except OSError:  # a read-only run files path: status still works, without it
+            pass
+    return found
+
+
+def _listing_digest(ini_path, text):
+    """A digest of the ini's path and text and of the sources of mosaic.experiment, which expands it."""
+    digest = hashlib.sha256(ini_path.encode() + b"\0" + text)
+    package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiment")
+    for name in sorted(os.listdir(package)):
+        if name.endswith(".py"):
+            with open(os.path.join(package, name), "rb") as handle:
+                digest.update(name.encode() + b"\0" + handle.read())
+    return digest.hexdigest()
+
+
 def states_of(experiment):
-    """{run_hash: RunState} of every run. A done run's `result` holds the INDEXED_FIELDS of its
-    result.json (all of them when it was just read)."""
-    run_files_path = experiment.process.run_files_path
+    """{run_hash: RunState} of every run of an Experiment or a Listing (see states_in)."""
+    if isinstance(experiment, Listing):
+        return states_in(experiment.run_files_path, experiment.runs)
+    return states_in(experiment.process.run_files_path, experiment.runs)
+
+
+def states_in(run_files_path, runs):
+    """{run_hash: RunState} of `runs` (anything with a run_hash). A done run's `result` holds the
+    INDEXED_FIELDS of its result.json (all of them when it was just read)."""
     index_path = os.path.join(run_files_path, INDEX)
     index = _load_index(index_path)  # other experiments may share the run files path: their entries stay
     edited = False
     settled = time.time_ns() - SETTLED_NS
     states = {}
     prefix = os.path.join(run_files_path, "")
-    for run in experiment.runs:
+    for run in runs:
         run_hash = run.run_hash
         try:
             changed = os.stat(prefix + run_hash).st_mtime_ns
