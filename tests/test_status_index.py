@@ -137,7 +137,8 @@ def test_the_runs_listed_are_kept_while_the_ini_is_unchanged(tmp_path, monkeypat
     again = status.listing(str(exp.ini))  # from the kept copy
     assert listed(first) == listed(again) == listed(experiment)
     assert first.run_files_path == again.run_files_path == experiment.process.run_files_path
-    assert status.render(again, status.states_of(again)) == status.render(experiment, status.states_of(experiment))
+    assert status.render(again, status.states_in(again.run_files_path, again.runs)) == status.render(
+        experiment, status.states_of(experiment))
 
     exp.edit("MONITOR", "multiplicity", "3")  # another ini text: expanded again
     assert listed(status.listing(str(exp.ini))) == listed(load_experiment(str(exp.ini)))

@@ -273,7 +273,7 @@ def mosaic_status(argv):
     from mosaic.results import status
 
     listing = status.listing(session.load(args.ini)["ini"])
-    print(status.render(listing, status.states_of(listing)))
+    print(status.render(listing, status.states_in(listing.run_files_path, listing.runs)))
     return 0
 
 

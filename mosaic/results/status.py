@@ -19,6 +19,7 @@ import time
 from typing import NamedTuple
 
 from mosaic import runfiles
+from mosaic.errors import MosaicError
 
 INDEX = ".status-index"  # Python's marshal format: five times faster to read than JSON
 LISTING = ".status-runs"  # the runs of the ini status last listed, with the digest they belong to
@@ -74,7 +75,6 @@ class Listing(NamedTuple):
 def listing(ini_path):
     """The ini's Listing, from .status-runs when it was made from the same ini text by the same code,
     else from load_experiment (whose errors are raised), then kept for next time."""
-    from mosaic.errors import MosaicError
     from mosaic.experiment import load_experiment
     from mosaic.experiment.ini import run_files_path_of
 
@@ -116,9 +116,7 @@ def _listing_digest(ini_path, text):
 
 
 def states_of(experiment):
-    """{run_hash: RunState} of every run of an Experiment or a Listing (see states_in)."""
-    if isinstance(experiment, Listing):
-        return states_in(experiment.run_files_path, experiment.runs)
+    """{run_hash: RunState} of every run of an Experiment (see states_in)."""
     return states_in(experiment.process.run_files_path, experiment.runs)
 
 
