@@ -73,6 +73,9 @@ class Pipeline:
         self.calls = [self._call_of(model, info) for model, info in zip(self.models, self.infos)]
         self.parameters = unique_parameters(self.models)
         self.loss_fn = make_loss(experiment)
+        # the training step traced once and replayed (mosaic/run/traced.py): CPU runs, unless the ini says not
+        self.traced_step = experiment.process.traced_step and torch.device(device).type == "cpu"
+        self.tracer = None  # train_epoch's StepTracer once made, False where the step stays eager
 
     def _prepare_data(self):
         data = None
@@ -300,10 +303,11 @@ def train_epoch(pipeline, batches, optimizer):
     reduction = getattr(pipeline.loss_fn, "reduction", "mean")
     total, count = 0.0, 0
     check_graph = getattr(optimizer, "check_graph", None)  # a RunOptimizer's, before its first step
-    for x, y in batches:
-        optimizer.zero_grad(set_to_none=True)
-        samples = batch_size(y)
-        loss, summed = per_sample(batch_loss(pipeline.loss_fn, pipeline.forward(x), y), samples, reduction)
+
+    def eager(x, y):
+        """Forward, loss and backward as written; the batch's summed loss."""
+        nonlocal check_graph
+        loss, summed = per_sample(batch_loss(pipeline.loss_fn, pipeline.forward(x), y), batch_size(y), reduction)
         if loss.requires_grad:
             if check_graph is not None:
                 check_graph(loss)
@@ -315,12 +319,30 @@ def train_epoch(pipeline, batches, optimizer):
                               " detached from its parameters (a .detach(), .item(), torch.no_grad() or numpy in"
                               " forward?)")
         pipeline.custom_backward(loss)
+        return summed
+
+    tracer = getattr(pipeline, "tracer", None)
+    for x, y in batches:
+        optimizer.zero_grad(set_to_none=True)
+        summed = tracer.step(x, y, eager) if tracer else eager(x, y)
         optimizer.step()
         total += summed
-        count += samples
+        count += batch_size(y)
+        if tracer is None and getattr(pipeline, "traced_step", False):  # the optimizer's layout is settled now
+            tracer = pipeline.tracer = step_tracer(pipeline, optimizer, reduction)
     if count == 0:
         raise MosaicError("the train loader gave no batch")
     return float(total / count)
+
+
+def step_tracer(pipeline, optimizer, reduction):
+    """A StepTracer (mosaic/run/traced.py) where the step can be replayed, else False (the eager step)."""
+    groups = getattr(optimizer, "groups", None)
+    if not groups or pipeline.has_custom_backward or not all(isinstance(m, torch.nn.Module) for m in pipeline.models):
+        return False
+    from mosaic.run.traced import StepTracer
+
+    return StepTracer(pipeline, groups, reduction)
 
 
 @torch.no_grad()
@@ -489,6 +511,11 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         metric_rows = list(checkpoint.get("metrics", []))
         log(f"continuing from the checkpoint at epoch {len(rows)}")
 
+    if pipeline.traced_step:  # a trace costs ~50 ms, some 400 steps of the tutorial's: only where it pays
+        from mosaic.run.traced import MIN_STEPS
+
+        steps = (target - len(rows)) * (len(pipeline.train_loader) if hasattr(pipeline.train_loader, "__len__") else 0)
+        pipeline.traced_step = steps >= MIN_STEPS
     diverged = False
     for epoch in range(len(rows) + 1, target + 1):
         tick = time.perf_counter()
