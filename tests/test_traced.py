@@ -73,6 +73,15 @@ class Keeper(Net):
         return out
 
 
+class Hooked(Net):
+    "Counts its first layer's gradients with a tensor hook, which autograd calls in the backward."
+    grads = []
+
+    def __init__(self, input_size, output_size):
+        super().__init__(input_size, output_size)
+        self.net[0].weight.register_hook(lambda grad: Hooked.grads.append(grad.norm().item()))
+
+
 class Printer(Net):
     "Prints a line each call."
     def forward(self, x):
@@ -191,6 +200,15 @@ def test_a_custom_loss_that_records_its_calls_keeps_the_eager_step(tmp_path, tra
     from mosaic.run.classes import load_class
 
     assert len(load_class(experiment.process.path_to_class_loss_function, "Asym").calls) == 2 * (4 + 2)
+
+
+def test_a_backward_hook_keeps_the_eager_step(tmp_path, tracers):
+    experiment = net_experiment(tmp_path, "Hooked", epochs=2)
+    train(experiment)
+    assert tracers == [False]
+    from mosaic.run.classes import load_class
+
+    assert len(load_class(experiment.runs[0].modules[1].path, "Hooked").grads) == 2 * 4  # every train step
 
 
 def test_a_forward_that_prints_prints_at_every_step(tmp_path, capsys):

@@ -13,7 +13,7 @@ generator's state come out equal. The tutorial's step: 250 -> ~130 us (benchmark
 It is used only where replaying cannot differ from running the forward again, and the eager step is
 kept otherwise:
 - CPU runs of torch.nn.Module models whose parameters are flat (mosaic/run/optimizer.py), without a
-  custom backward, on batches that are two plain tensors;
+  custom backward or a backward hook, on batches that are two plain tensors;
 - a forward that branches on a tensor's value (traced on fake tensors, it cannot), or that changes
   anything but tensors during the trace: a module attribute set or grown (a step counter, a list of
   activations), Python's or NumPy's global random generator drawn, text printed;
@@ -43,8 +43,8 @@ class StepTracer:
         self.reduction = reduction
         self.params = [param for _, params in groups for param in params]
         self.grads = [param.grad for param in self.params]  # views into the flat gradients
-        self.modules = [module for model in pipeline.models for module in model.modules()]
-        self.buffers = [buf for model in pipeline.models for buf in model.buffers()]
+        self.modules = list({id(m): m for model in pipeline.models for m in model.modules()}.values())
+        self.buffers = list({id(b): b for model in pipeline.models for b in model.buffers()}.values())
         self.stateful = [*pipeline.models, pipeline.loss_fn]  # whose attributes a replayable step leaves alone
         self.steps = {}  # batch key -> the replayed step, or None where the eager step stays
         self.why = {}  # batch key -> why the eager step stays (for the tests and the curious)
@@ -129,6 +129,22 @@ class StepTracer:
         if changed:
             raise RuntimeError("the forward changes a module attribute, a global or a random generator")
         return compile_graph(graph.graph)
+
+
+def replayable(models, params):
+    """False where a replay could not run what the eager step runs: a model that is not a torch module,
+    a hook that autograd calls during the backward (on a parameter, a module, or every module), which the
+    trace's stand-ins for the parameters do not carry."""
+    from torch.nn.modules import module as torch_module
+
+    if not all(isinstance(model, torch.nn.Module) for model in models):
+        return False
+    if torch_module._global_backward_hooks or torch_module._global_backward_pre_hooks:
+        return False
+    if any(m._backward_hooks or m._backward_pre_hooks for model in models for m in model.modules()):
+        return False
+    return not any(getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None)
+                   for p in params)
 
 
 def batch_key(x, y):

@@ -338,11 +338,12 @@ def train_epoch(pipeline, batches, optimizer):
 def step_tracer(pipeline, optimizer, reduction):
     """A StepTracer (mosaic/run/traced.py) where the step can be replayed, else False (the eager step)."""
     groups = getattr(optimizer, "groups", None)
-    if not groups or pipeline.has_custom_backward or not all(isinstance(m, torch.nn.Module) for m in pipeline.models):
+    if not groups or pipeline.has_custom_backward:
         return False
-    from mosaic.run.traced import StepTracer
+    from mosaic.run.traced import StepTracer, replayable
 
-    return StepTracer(pipeline, groups, reduction)
+    return replayable(pipeline.models, [param for _, params in groups for param in params]) and StepTracer(
+        pipeline, groups, reduction)
 
 
 @torch.no_grad()
