@@ -515,7 +515,10 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     if pipeline.traced_step:  # a trace costs ~50 ms, some 400 steps of the tutorial's: only where it pays
         from mosaic.run.traced import MIN_STEPS
 
-        steps = (target - len(rows)) * (len(pipeline.train_loader) if hasattr(pipeline.train_loader, "__len__") else 0)
+        try:
+            steps = (target - len(rows)) * len(pipeline.train_loader)
+        except TypeError:  # a loader without a length (an IterableDataset): its epochs are not known
+            steps = 0
         pipeline.traced_step = steps >= MIN_STEPS
     diverged = False
     for epoch in range(len(rows) + 1, target + 1):
