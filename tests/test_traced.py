@@ -257,3 +257,36 @@ def test_a_run_too_short_for_a_trace_to_pay_keeps_the_eager_step(tmp_path, trace
     monkeypatch.setattr(traced, "MIN_STEPS", 12)
     train(net_experiment(tmp_path / "long enough", "Net"))
     assert len(tracers) == 1 and replayed(tracers[0])
+
+
+STREAM = """
+import torch
+
+
+class Stream:
+    "A train loader over an IterableDataset: it has no length."
+    def prepare(self, data, run_info, module_info):
+        g = torch.Generator().manual_seed(5)
+        x = torch.randn(24, 3, generator=g)
+        y = x.sum(1)
+
+        class Rows(torch.utils.data.IterableDataset):
+            def __iter__(self):
+                return iter(zip(x, y))
+
+        test = torch.utils.data.TensorDataset(x[:8], y[:8])
+        return torch.utils.data.DataLoader(Rows(), batch_size=8), torch.utils.data.DataLoader(test, batch_size=8)
+
+    def info(self):
+        return {"input_size": 3, "output_size": 1}
+"""
+
+
+def test_a_train_loader_without_a_length_trains_eagerly(tmp_path, monkeypatch):
+    made = []
+    monkeypatch.setattr(training, "step_tracer", lambda *args: made.append(args) or False)
+    sections = ("\n[stream]\ntype = data\nclass = Stream\npath_to_class = stream.py\n"
+                "\n[model]\ntype = model\nclass = Net\npath_to_class = nets.py\n")
+    experiment = make_experiment(tmp_path, sections, epochs=2, files={"nets.py": NETS, "stream.py": STREAM})
+    rows, _ = train(experiment)
+    assert [row[0] for row in rows] == [1, 2] and made == []
