@@ -66,36 +66,43 @@ class StepTracer:
         return summed
 
     def _trace_and_check(self, key, x, y, eager):
-        """Trace the step for this batch shape, run it and the eager step from the same state, keep it if
-        they agree bit for bit; the eager step's results are the ones kept either way."""
+        """Trace the step for this batch shape; run its replays (through torch's bindings, then through
+        the aten overloads themselves) and the eager step from the same state; keep the first replay
+        that agrees with the eager step bit for bit. The eager step's results are kept either way."""
         self.steps[key] = None
         try:
-            replay = self._trace(x, y)
+            graph = self._trace(x, y)
         except Exception as error:  # noqa: BLE001 - whatever stops the trace keeps the eager step
             self.why[key] = f"not traced: {type(error).__name__}: {error}"
             return eager(x, y)
         rng = torch.get_rng_state()
         buffers = [buf.clone() for buf in self.buffers]
-        try:
+        tried = []  # (replay, its outputs, buffers and random state after it) or the error
+        for fast in (True, False):
+            try:
+                replay = compile_graph(graph, fast)
+                with torch.no_grad():
+                    outputs = replay(*self.params, *self.buffers, x, y)
+                tried.append((replay, outputs, [buf.clone() for buf in self.buffers], torch.get_rng_state()))
+            except Exception as error:  # noqa: BLE001
+                tried.append(f"replay failed: {type(error).__name__}: {error}")
+            torch.set_rng_state(rng)
             with torch.no_grad():
-                summed, *grads = replay(*self.params, *self.buffers, x, y)
-                traced_buffers = [buf.clone() for buf in self.buffers]
-        except Exception as error:  # noqa: BLE001
-            self.why[key] = f"replay failed: {type(error).__name__}: {error}"
-            replay = None
-        traced_rng = torch.get_rng_state()
-        torch.set_rng_state(rng)
-        with torch.no_grad():
-            for buf, before in zip(self.buffers, buffers):
-                buf.copy_(before)
+                for buf, before in zip(self.buffers, buffers):
+                    buf.copy_(before)
         result = eager(x, y)
-        if replay is not None:
+        for attempt in tried:
+            if isinstance(attempt, str):
+                self.why[key] = attempt
+                continue
+            replay, (summed, *grads), traced_buffers, traced_rng = attempt
             differs = differing(summed, result, grads, self.grads, traced_buffers, self.buffers,
                                 traced_rng, torch.get_rng_state())
-            if differs:
-                self.why[key] = f"the replay differs from the eager step: {differs}"
-            else:
+            if not differs:
                 self.steps[key] = replay
+                self.why.pop(key, None)
+                break
+            self.why[key] = f"the replay differs from the eager step: {differs}"
         return result
 
     def _trace(self, x, y):
@@ -128,7 +135,7 @@ class StepTracer:
             raise RuntimeError("the forward prints")
         if changed:
             raise RuntimeError("the forward changes a module attribute, a global or a random generator")
-        return compile_graph(graph.graph)
+        return graph.graph
 
 
 def replayable(models, params):
@@ -264,9 +271,10 @@ def differing(summed, eager_summed, grads, eager_grads, buffers, eager_buffers, 
     return ""
 
 
-def compile_graph(graph):
+def compile_graph(graph, fast=True):
     """The traced graph as a Python function: each aten operation called through torch's own binding
-    where it has one (a third of the call's cost), aliases that change nothing left out."""
+    where it has one and `fast` (a third of the call's cost), else the overload itself; aliases that
+    change nothing left out."""
     from torch.fx import Node
 
     aten = torch.ops.aten
@@ -312,7 +320,7 @@ def compile_graph(graph):
         elif node.op == "call_function" and node not in alias and node in used:
             names[node] = f"v{len(names)}"
             function = f"f{len(namespace)}"
-            namespace[function] = fast_callable(node.target)
+            namespace[function] = fast_callable(node.target) if fast else getattr(node.target, "_op", node.target)
             args, kwargs = with_defaults(node)
             arguments = [text(a) for a in args] + [f"{k}={text(v)}" for k, v in kwargs.items()]
             lines.append(f"    {names[node]} = {function}({', '.join(arguments)})")
@@ -323,7 +331,7 @@ def compile_graph(graph):
     source = f"def replay({', '.join(params)}):\n" + "\n".join(lines) + "\n"
     exec(compile(source, "<mosaic traced step>", "exec"), namespace)  # noqa: S102 - our own generated code
     replay = namespace["replay"]
-    replay.source = source
+    replay.source, replay.fast = source, fast
     return replay
 
 
