@@ -5,21 +5,22 @@ A batch-1 step of a small model is mostly PyTorch's per-operation overhead: the 
 forward records, the engine that walks it back, and each operation's dispatch. Traced once per batch
 shape (torch.fx's make_fx, on fake tensors), the step becomes a generated Python function of the
 parameters, buffers and batch that calls the same aten kernels in the same order, through torch's fast
-bindings, and returns the loss and the gradients; they are added into the flat gradient as autograd's
-AccumulateGrad adds them. The results are the same bit for bit: each traced step is checked once against
-the eager step on its first batch, and only used if the loss, every gradient, buffer and the random
-generator's state come out equal. The tutorial's step: 250 -> ~130 us (benchmarks/bench_step.py).
+bindings (or the aten overloads themselves where a binding does not reproduce the eager step), and
+returns the loss and the gradients; they are added into the flat gradient as autograd's AccumulateGrad
+adds them. The results are the same bit for bit: each replay is checked once against the eager step on
+its batch shape's first batch, and only used if the loss, every gradient, every buffer and the random
+generator's state come out equal. The tutorial's step: 260 -> 130 us (benchmarks/results.md).
 
-It is used only where replaying cannot differ from running the forward again, and the eager step is
-kept otherwise:
-- CPU runs of torch.nn.Module models whose parameters are flat (mosaic/run/optimizer.py), without a
-  custom backward or a backward hook, on batches that are two plain tensors;
-- a forward that branches on a tensor's value (traced on fake tensors, it cannot), or that changes
-  anything but tensors during the trace: a module attribute set or grown (a step counter, a list of
-  activations), Python's or NumPy's global random generator drawn, text printed;
-- runs with at least MIN_STEPS steps to train (a trace takes ~50 ms: the tutorial's 400 epochs of 160
-  steps are traced, a one-epoch run is not), at most MAX_SHAPES batch shapes a run; any error while
-  tracing or in the checked first replay.
+The eager step is kept:
+- on a GPU; for a model that is not a torch.nn.Module, parameters that are not flat
+  (mosaic/run/optimizer.py), a custom backward, a backward hook; batches that are not two plain tensors;
+- for a forward that branches on a tensor's value (traced on fake tensors, it cannot), or that changes
+  anything but tensors while traced: a module or class attribute set or grown (a step counter, a list
+  of activations), a global of its file, the run_info dict, Python's or NumPy's global random generator,
+  text printed (what the trace changed is put back before the eager step);
+- for a run of fewer than MIN_STEPS steps to train (a trace takes ~50 ms: the tutorial's 400 epochs
+  of 160 steps are traced, a one-epoch run is not), beyond MAX_SHAPES batch shapes, and wherever the
+  trace fails or no replay equals the eager step.
 `[PROCESS] traced_step = False` keeps the eager step (config/README.md).
 """
 
