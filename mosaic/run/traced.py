@@ -261,7 +261,7 @@ def mark(value, depth=1):
 
 def differing(summed, eager_summed, grads, eager_grads, buffers, eager_buffers, rng, eager_rng):
     """'' where the replay equals the eager step bit for bit, else what differs."""
-    if not torch.equal(summed, eager_summed if isinstance(eager_summed, torch.Tensor) else torch.tensor(eager_summed)):
+    if not torch.equal(summed, eager_summed):
         return "the loss"
     if len(grads) != len(eager_grads) or not all(torch.equal(g, e) for g, e in zip(grads, eager_grads)):
         return "a gradient"
