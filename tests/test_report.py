@@ -6,7 +6,10 @@ import base64
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
+import sys
+from contextlib import closing
 
 import pytest
 from conftest import BIN, ROOT, command_env
@@ -103,6 +106,53 @@ def test_report_opened_in_a_browser_shows_the_ini_the_plots_and_their_captions(t
         links = [decoded(uri).decode() for uri in re.findall(r'href="(data:[^"]*base64,[^"]+)"', shown)]
         for line in filter(None, (line.strip("#*-| ") for line in text.splitlines())):
             assert line in shown or any(line in link for link in links), line
+
+
+# A sitecustomize that makes `import pygments` fail in every Python process started with it on PYTHONPATH.
+WITHOUT_PYGMENTS = """
+import sys
+
+
+class WithoutPygments:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pygments":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, WithoutPygments())
+"""
+
+
+def test_a_module_the_report_needs_missing_is_named_with_the_command_that_installs_it(tmp_path, monkeypatch):
+    from mosaic.errors import RunError
+    from mosaic.ops.report import write_report
+
+    monkeypatch.setitem(sys.modules, "pygments", None)  # `import pygments` raises ImportError
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunError, match=r"^no report written to .*report\.html: the Python package pygments, .*"
+                                       r"is not installed: install it with `.*python.* -m pip install pygments`$"):
+        write_report("experiment.ini", "database.db", "plots", "report.html")
+    assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_mosaic_run_report_without_pygments_exits_1_and_keeps_the_database_and_plots(tmp_path):
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    for name in ("experiment.ini", "classes.py"):
+        shutil.copy(ROOT / ".test" / name, folder / name)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(WITHOUT_PYGMENTS)
+    env = {**command_env(), "PYTHONPATH": str(tmp_path / "site")}
+    done = subprocess.run([str(BIN / "mosaic_run"), "experiment.ini", "database.db", "--report"], cwd=folder,
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "mosaic_run: no report written to" in done.stderr
+    assert "-m pip install pygments`" in done.stderr
+    assert not (folder / "database_report.html").exists()
+    with closing(sqlite3.connect(folder / "database.db")) as db:  # what it could make stays
+        assert db.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone() == (2,)
+    assert (folder / "database_plots" / "plotloss.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_report_of_an_experiment_never_run_is_a_one_line_error(tmp_path, monkeypatch):

@@ -1,10 +1,19 @@
 """`mosaic_run --report`: Snakemake's own report of the experiment, one offline HTML file."""
 
+import importlib
 import os
+import re
 import subprocess
+import sys
 
 from mosaic.errors import RunError
 from mosaic.ops import runner, session
+
+# What `snakemake --report` imports only once it writes the report (Snakemake itself starts without them):
+# checked before, so that a missing one is named with the command that installs it.
+REPORT_MODULES = ("pygments", "jinja2", "docutils")
+# How Snakemake says that a module is missing, in case it needs one more than REPORT_MODULES.
+MISSING_MODULE = re.compile(r"Python package (\w+) must be installed|No module named '(\w+)")
 
 
 def default_report(database):
@@ -13,9 +22,33 @@ def default_report(database):
     return f"{stem}_report.html"
 
 
+def missing_modules(names=REPORT_MODULES):
+    """The modules of `names` that this interpreter (the one that runs Snakemake) cannot import."""
+    missing = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def install_hint(names):
+    """'the Python package X, which ..., is not installed: install it with ...' (into this environment)."""
+    one = len(names) == 1
+    return (f"the Python {'package' if one else 'packages'} {', '.join(names)}, which snakemake --report needs, "
+            f"{'is' if one else 'are'} not installed: install {'it' if one else 'them'} with "
+            f"`{sys.executable} -m pip install {' '.join(names)}`")
+
+
 def write_report(ini, database, plots, path):
-    """`snakemake --report path` for the runs done (a failed run leaves no hole: partial=True)."""
+    """`snakemake --report path` for the runs done (a failed run leaves no hole: partial=True).
+
+    Raises RunError (exit status 1) when no report is written; the database and plots stay as they are."""
     path = os.path.abspath(path)
+    missing = missing_modules()
+    if missing:
+        raise RunError(f"no report written to {path}: {install_hint(missing)}")
     state = {"ini": os.path.abspath(ini), "database": os.path.abspath(database), "plots": os.path.abspath(plots)}
     os.makedirs(session.STATE_DIR, exist_ok=True)
     config_file = runner.write_config_file(runner.run_config(state, partial=True),
@@ -23,6 +56,10 @@ def write_report(ini, database, plots, path):
     command = runner.snakemake_command(os.getcwd(), config_file, 1, extra=["--report", path], logger=False)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not os.path.exists(path):
-        lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        output = done.stdout + done.stderr
+        named = MISSING_MODULE.search(output)
+        if named:
+            raise RunError(f"no report written to {path}: {install_hint([named.group(1) or named.group(2)])}")
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
         raise RunError(f"no report written to {path}: {lines[-1] if lines else 'snakemake said nothing'}")
     return path
