@@ -12,7 +12,7 @@ from mosaic import __version__
 from mosaic.errors import MosaicError
 from mosaic.results.database import EPOCH_LOSS, SCHEMA_VERSION, build, open_db, parse_ids, select_run_ids
 from mosaic.results.indicators import indicators
-from mosaic.runfiles import ERROR, LOCK, LOSSES, RESULT, format_losses, run_dir, run_file
+from mosaic.runfiles import ERROR, LOCK, LOSSES, METRICS, RESULT, format_losses, format_metrics, run_dir, run_file
 
 EPOCHS = 30
 REPLICATES = 4
@@ -78,6 +78,9 @@ def write_done(rfp, run, train, test, diverged=False):
     rows = [(e + 1, t, v, 0.25) for e, (t, v) in enumerate(zip(train, test))]
     with open(run_file(rfp, run.run_hash, LOSSES), "w") as handle:
         handle.write(format_losses(rows))
+    metrics = [(e, name, value) for e, _, v, _ in rows for name, value in (("mae", v / 2), ("accuracy", 1 - v))]
+    with open(run_file(rfp, run.run_hash, METRICS), "w") as handle:
+        handle.write(format_metrics(metrics))
     result = {
         "run_hash": run.run_hash,
         "status": "done",
@@ -361,13 +364,16 @@ def test_select_by_text_param(db_path):
 
 
 def table_rows(path):
-    tables = {
-        "runs": "SELECT * FROM runs ORDER BY run_id",
-        "params": "SELECT * FROM params ORDER BY run_id, module_type, name",
-        "losses": "SELECT * FROM losses ORDER BY run_id, epoch",
-        "meta": "SELECT * FROM meta WHERE name != 'built_at' ORDER BY name",
-    }
-    return {name: query(path, sql) for name, sql in tables.items()}
+    """Every table's rows (meta less built_at), in a fixed order, and the schema: what two databases
+    that equal each other have in common. A table a user adds is in it too."""
+    with sqlite3.connect(path) as db:
+        schema = sorted(db.execute("SELECT type, name, sql FROM sqlite_master"))
+        rows = {}
+        for _, name, _ in (row for row in schema if row[0] == "table"):
+            columns = ", ".join(str(k + 1) for k in range(len(db.execute(f"SELECT * FROM {name}").description)))
+            where = " WHERE name != 'built_at'" if name == "meta" else ""
+            rows[name] = db.execute(f"SELECT * FROM {name}{where} ORDER BY {columns}").fetchall()
+    return {"schema": schema, **rows}
 
 
 def count_reads(monkeypatch):
@@ -408,6 +414,8 @@ def test_incremental_update_reads_only_changed_runs_and_equals_a_full_rebuild(db
     full = str(tmp_path / "full.db")
     build(experiment, full, incremental=False)
     assert table_rows(db_path) == table_rows(full)
+    assert query(full, "SELECT COUNT(*) FROM final_metrics WHERE run_id = 7") == [(2,)]  # the rerun's metrics
+    assert query(full, "SELECT value FROM final_metrics WHERE run_id = 7 AND name = 'mae'") == [(test[9] / 2,)]
 
     reads.clear()
     build(grown, db_path)
