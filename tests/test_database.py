@@ -441,6 +441,16 @@ def test_a_database_removed_by_snakemake_is_updated_from_its_store(db_path, expe
     assert os.listdir(os.path.dirname(db_path)) == ["mosaic.db"]
 
 
+def test_the_copies_a_killed_build_left_are_removed(db_path, experiment):
+    store = store_of(db_path, experiment)
+    leftovers = [f"{path}.tmp999999999-abcdef" for path in (db_path, store)]  # no such process
+    for path in leftovers:
+        open(path, "w").close()
+    build(experiment, db_path)
+    assert not any(map(os.path.exists, leftovers))
+    assert os.listdir(os.path.dirname(db_path)) == ["mosaic.db"]
+
+
 def test_a_run_that_stopped_training_is_read_again(db_path, experiment, tmp_path):
     """A running run is re-read every time: when its process dies its lock goes, not its files."""
     assert query(db_path, "SELECT status FROM runs WHERE run_id = 2") == [("running",)]
@@ -448,3 +458,73 @@ def test_a_run_that_stopped_training_is_read_again(db_path, experiment, tmp_path
     os.remove(lock)  # the fixture's holder still has the removed file locked; the run is not running now
     build(experiment, db_path)
     assert query(db_path, "SELECT status FROM runs WHERE run_id = 2") == [("pending",)]
+
+
+def store_of(db_path, experiment):
+    from mosaic.results import database
+
+    return database._store_path(experiment, db_path)
+
+
+def test_editing_the_published_database_changes_nothing_else(db_path, experiment, tmp_path):
+    """The database is a copy of its store, not the store itself: a user's DELETE, or mosaic_compare's own
+    tables, stay in the published file and go when it is rebuilt."""
+    store = store_of(db_path, experiment)
+    assert os.stat(db_path).st_ino != os.stat(store).st_ino and os.stat(db_path).st_nlink == 1
+    with sqlite3.connect(db_path) as db:
+        for table in ("runs", "losses", "metrics", "final_metrics", "run_stamps"):
+            db.execute(f"DELETE FROM {table} WHERE run_id = 7")
+        db.execute("CREATE TABLE verdicts (pipeline TEXT, verdict TEXT)")
+        db.execute("INSERT INTO verdicts VALUES ('funnel', 'better')")
+    full = str(tmp_path / "full.db")
+    build(experiment, full, incremental=False)
+    assert table_rows(db_path) != table_rows(full)
+    build(experiment, db_path)  # updated from the store
+    assert table_rows(db_path) == table_rows(full)
+    assert query(db_path, "SELECT COUNT(*) FROM losses WHERE run_id = 7") == [(EPOCHS,)]
+
+    with sqlite3.connect(db_path) as db:  # edited again, then removed, as Snakemake does before the job
+        db.execute("DELETE FROM runs WHERE run_id = 8")
+    os.remove(db_path)
+    build(experiment, db_path)
+    assert table_rows(db_path) == table_rows(full)
+
+
+def test_a_store_an_older_version_published_as_a_hard_link_is_not_updated(db_path, experiment, tmp_path):
+    """Older versions published the database as a hard link to .database-cache/<digest>.db: a user's
+    edits may be in that store, so it is removed, never updated."""
+    import hashlib
+
+    digest = hashlib.sha1(os.path.abspath(db_path).encode()).hexdigest()[:16]
+    old_store = os.path.join(experiment.process.run_files_path, ".database-cache", f"{digest}.db")
+    store = store_of(db_path, experiment)
+    if store != old_store:
+        os.replace(store, old_store)
+    os.remove(db_path)
+    os.link(old_store, db_path)
+    with sqlite3.connect(db_path) as db:
+        db.execute("DELETE FROM runs WHERE run_id = 7")
+    os.remove(db_path)  # the edit is in the store alone now
+    build(experiment, db_path)
+    assert os.listdir(os.path.dirname(store)) == [os.path.basename(store)]  # the old store is gone
+    full = str(tmp_path / "full.db")
+    build(experiment, full, incremental=False)
+    assert table_rows(db_path) == table_rows(full)
+
+
+def test_a_result_file_edited_in_place_with_its_time_put_back_is_read_again(db_path, experiment):
+    """The same size, the same inode, the modification time put back (cp -p, touch -r, rsync -t): the
+    change time still tells."""
+    import time
+
+    path = run_file(experiment.process.run_files_path, "h0007", RESULT)
+    info = os.stat(path)
+    text = open(path).read()
+    assert '"duration_s": 7.5' in text
+    time.sleep(0.02)  # a change time later than the file's (a coarse clock ticks every few ms)
+    with open(path, "r+") as handle:
+        handle.write(text.replace('"duration_s": 7.5', '"duration_s": 8.5'))
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_ino) == (info.st_size, info.st_ino)
+    build(experiment, db_path)
+    assert query(db_path, "SELECT duration_s FROM runs WHERE run_id = 7") == [(8.5,)]

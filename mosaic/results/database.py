@@ -43,6 +43,8 @@ from mosaic.runfiles import (
     METRICS,
     RESULT,
     RunState,
+    copy_file,
+    file_stamp,
     finite_or_none,
     is_locked,
     read_loss_columns,
@@ -96,6 +98,7 @@ CREATE TABLE final_metrics (run_id INTEGER, name TEXT, value REAL, PRIMARY KEY (
 CREATE TABLE run_stamps (run_id INTEGER PRIMARY KEY, stamp TEXT);
 """
 STORE_DIR = ".database-cache"  # under the run files path: the incrementally updated copy (see build)
+STORE_SUFFIX = ".store.db"  # the store of a database published as a copy (older versions: .db, a hard link)
 
 # Created after the bulk insert: faster than maintaining them row by row.
 INDICES = """
@@ -116,12 +119,14 @@ def build(experiment, db_path, incremental=True, processes=None):
 
     The database is kept up to date in a store under the run files path (.database-cache/; Snakemake
     removes `db_path` before the database job, so it cannot be the store) and published at `db_path`
-    as a hard link (a copy across file systems). With `incremental`, only the runs whose definition or
-    files changed since the store was last built are read again: the result is the same as a full
-    rebuild (tests/test_database.py checks it), at a cost that grows with the runs changed, not with
-    the experiment. A big build reads the runs with `processes` processes (None: one per usable CPU, 8
-    at most) while this one writes. Every step writes a temporary file that then replaces its target,
-    so readers see the old or the new database, never a half-built one, and a failure (a full disk)
+    as a copy (a reflink where the file system makes one), never as the store's own file: what a user
+    or mosaic_compare writes into the database stays there. With `incremental`, only the runs whose
+    definition or files changed since the store was last built are read again: the result is the same
+    as a full rebuild (tests/test_database.py checks it), at a cost that grows with the runs changed,
+    not with the experiment (but for the copy: seconds a gigabyte where the file system has no
+    reflinks). A big build reads the runs with `processes` processes (None: one per usable CPU, 8 at
+    most) while this one writes. Every step writes a temporary file that then replaces its target, so
+    readers see the old or the new database, never a half-built one, and a failure (a full disk)
     leaves both as they were.
     """
     if os.path.isdir(db_path):
@@ -134,6 +139,9 @@ def build(experiment, db_path, incremental=True, processes=None):
     except OSError as error:
         raise DatabaseError(db_path, f"cannot create its folder: {error.strerror}") from None
     _remove_leftovers(store)
+    _remove_leftovers(db_path)
+    with contextlib.suppress(FileNotFoundError):  # the store of an older version, which published it as a
+        os.remove(store[:-len(STORE_SUFFIX)] + ".db")  # hard link: it may hold a user's edits, never updated
     try:
         if not (incremental and _update_store(experiment, store, processes)):
             _build_store(experiment, store, processes)
@@ -146,14 +154,15 @@ def _store_path(experiment, db_path):
     import hashlib
 
     name = hashlib.sha1(os.path.abspath(db_path).encode()).hexdigest()[:16]
-    return os.path.join(experiment.process.run_files_path, STORE_DIR, f"{name}.db")
+    return os.path.join(experiment.process.run_files_path, STORE_DIR, name + STORE_SUFFIX)
 
 
-def _remove_leftovers(store):
-    """Remove the temporary copies of `store` that a killed build left (their process is gone)."""
+def _remove_leftovers(path):
+    """Remove the temporary copies of `path` (the store or the database) that a killed build left
+    (their process is gone)."""
     import re
 
-    folder, name = os.path.split(store)
+    folder, name = os.path.split(os.path.abspath(path))
     pattern = re.compile(re.escape(name) + r"\.tmp(\d+)-")
     for entry in os.listdir(folder):
         match = pattern.match(entry)
@@ -181,25 +190,9 @@ def _connect_unjournaled(path):
 
 
 def _publish(store, db_path):
-    """Make `db_path` the store's content: a hard link, or a copy where links cannot be made."""
-    try:
-        if os.path.samefile(store, db_path):
-            return  # already (and rename() would do nothing between two links of one file)
-    except FileNotFoundError:
-        pass
-    tmp_path = os.path.join(os.path.dirname(os.path.abspath(db_path)), f".mosaic-db-{os.getpid()}.tmp")
-    try:
-        try:
-            os.link(store, tmp_path)
-        except OSError:
-            import shutil
-
-            shutil.copyfile(store, tmp_path)
-        os.replace(tmp_path, db_path)
-    except BaseException:
-        if os.path.lexists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    """Make `db_path` a copy of the store (see build)."""
+    with replacing(db_path) as tmp_path:
+        copy_file(store, tmp_path)
 
 
 def _update_store(experiment, store, processes=None):
@@ -227,10 +220,8 @@ def _update_store(experiment, store, processes=None):
         return False  # a full build reads as much, in parallel, with no copy and no deletes
     wanted = {run.run_id for run in runs}
     stale = [run_id for run_id in known if run_id not in wanted] + [run.run_id for run in changed]
-    import shutil
-
     with _records(experiment, changed, processes) as records, replacing(store) as tmp_path:
-        shutil.copyfile(store, tmp_path)
+        copy_file(store, tmp_path)
         with closing(_connect_unjournaled(tmp_path)) as db, db:
             for table in ("runs", "params", "losses", "metrics", "final_metrics", "run_stamps"):
                 db.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(run_id,) for run_id in stale])
@@ -248,13 +239,7 @@ def _stamp(experiment, run, shared_rows):
     folder = os.path.join(experiment.process.run_files_path, run.run_hash)
     if is_locked(os.path.join(folder, LOCK)):
         return None
-    files = []
-    for name in (RESULT, LOSSES, METRICS, ERROR):
-        try:
-            info = os.stat(os.path.join(folder, name))
-            files.append((info.st_mtime_ns, info.st_size, info.st_ino))
-        except FileNotFoundError:
-            files.append(None)
+    files = [file_stamp(os.path.join(folder, name)) for name in (RESULT, LOSSES, METRICS, ERROR)]
     definition = (run.run_id, run.run_hash, run.pipeline, run.replicate, run.seed, run.dataset_key, run.model_key,
                   module_rows(run), shared_rows, experiment.process.run_files_path)
     return hashlib.sha1(repr((definition, files)).encode()).hexdigest()
