@@ -50,7 +50,10 @@ def prepare_run(run_files_path, run, epochs):
         # done (read from the files: runfiles.read_state would see our own lock as a running run)
         if all(os.path.exists(os.path.join(folder, name)) for name in (runfiles.RESULT, runfiles.LOSSES)) \
                 and os.path.exists(model):
-            os.link(model, checkpoint)  # Snakemake deletes model.pt before the job runs
+            # Snakemake deletes model.pt before the job runs. A copy, never a hard link: model.pt is the user's.
+            tmp = f"{checkpoint}.tmp{os.getpid()}"
+            runfiles.copy_file(model, tmp)
+            os.replace(tmp, checkpoint)
             target += int(runfiles.read_json(result)["epochs"])
         runfiles.write_json(request, {"target_epochs": target})
     return relative(result)

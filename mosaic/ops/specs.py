@@ -13,7 +13,6 @@ re-read next time.
 import hashlib
 import json
 import os
-import shutil
 
 from mosaic import runfiles
 from mosaic.experiment.spec import (
@@ -47,7 +46,7 @@ def _replace(path, text):
 
 def _continue_from_final_model(folder, old_text, new_spec):
     """Epochs raised on a finished run of the same identity: its final model becomes the checkpoint
-    its job continues from (Snakemake deletes model.pt before the job starts; the link stays)."""
+    its job continues from (Snakemake deletes model.pt before the job starts; the copy stays)."""
     if old_text is None:
         return
     try:
@@ -60,12 +59,11 @@ def _continue_from_final_model(folder, old_text, new_spec):
     model = os.path.join(folder, runfiles.MODEL)
     if not os.path.exists(model):
         return
-    link = os.path.join(folder, f"{runfiles.CHECKPOINT}.link{os.getpid()}")
-    try:
-        os.link(model, link)
-    except OSError:  # a file system without hard links
-        shutil.copyfile(model, link)
-    os.replace(link, os.path.join(folder, runfiles.CHECKPOINT))
+    # A copy (a reflink where the file system makes one), never a hard link: model.pt is the user's, and
+    # writing it in place must not change what the run continues from. Not synced, as _replace.
+    tmp = os.path.join(folder, f"{runfiles.CHECKPOINT}.tmp{os.getpid()}")
+    runfiles.copy_file(model, tmp)
+    os.replace(tmp, os.path.join(folder, runfiles.CHECKPOINT))
 
 
 def _read_manifest(path):
