@@ -1,7 +1,9 @@
-"""mosaic_status's index (mosaic/results/status.py): finished runs are read from it while their folder
-is unchanged, and read from their files again after any change, a job taking the run's lock included."""
+"""mosaic_status's index (mosaic/results/status.py): finished runs are read from it while their folder and
+the file it holds the content of are unchanged, and read from their files again after any change: a file
+written in place (cp), one renamed into place, a job taking the run's lock."""
 
 import os
+import shutil
 import time
 
 import pytest
@@ -27,7 +29,8 @@ def folder(experiment, run):
 
 
 def finish(experiment, run, test_loss, settled=True):
-    """The files of a done run (with the lock file its job left); `settled`: its folder last changed an hour ago."""
+    """The files of a done run (with the lock file its job left); `settled`: they and their folder last changed
+    an hour ago."""
     path = folder(experiment, run)
     os.makedirs(path, exist_ok=True)
     open(os.path.join(path, runfiles.LOCK), "a").close()
@@ -37,13 +40,19 @@ def finish(experiment, run, test_loss, settled=True):
         "run_hash": run.run_hash, "status": "done", "epochs": 1, "train_loss": 0.5, "test_loss": test_loss,
         "duration_s": 1.0, "diverged": False})
     if settled:
-        os.utime(path, ns=(LONG_AGO, LONG_AGO))
+        settle(path, runfiles.RESULT, runfiles.LOSSES)
 
 
 def fail(experiment, run, text):
     path = folder(experiment, run)
     os.makedirs(path, exist_ok=True)
     runfiles.write_atomic(os.path.join(path, runfiles.ERROR), text)
+    settle(path, runfiles.ERROR)
+
+
+def settle(path, *names):
+    for name in names:
+        os.utime(os.path.join(path, name), ns=(LONG_AGO, LONG_AGO))
     os.utime(path, ns=(LONG_AGO, LONG_AGO))
 
 
@@ -56,7 +65,7 @@ def index_of(experiment):
     return status._load_index(os.path.join(experiment.process.run_files_path, status.INDEX))
 
 
-def test_finished_runs_are_indexed_and_read_from_the_index_while_their_folder_is_unchanged(experiment):
+def test_finished_runs_are_indexed_and_read_from_the_index_while_their_files_are_unchanged(experiment, monkeypatch):
     first, second, third, _ = experiment.runs
     finish(experiment, first, 0.25)
     fail(experiment, second, "Traceback\nValueError: boom\n")
@@ -64,14 +73,62 @@ def test_finished_runs_are_indexed_and_read_from_the_index_while_their_folder_is
     assert statuses(experiment) == ["done", "error", "done", "pending"]
     assert set(index_of(experiment)) == {first.run_hash, second.run_hash}
 
-    # What the index holds is what status shows (its files, changed in place, are not read again).
-    os.remove(os.path.join(folder(experiment, first), runfiles.RESULT))
-    os.utime(folder(experiment, first), ns=(LONG_AGO, LONG_AGO))
+    # Unchanged runs are read from the index, not from their files.
+    reads = count_reads(monkeypatch)
     states = status.states_of(experiment)
+    assert reads == [third.run_hash]  # not settled yet (the fourth run has no folder: pending, nothing to read)
     assert states[first.run_hash].result["test_loss"] == 0.25
     assert states[second.run_hash].error == "Traceback\nValueError: boom\n"
     text = status.render(experiment, states)
     assert "[1] train_loss=5.000E-01\ttest_loss=2.500E-01" in text and "ValueError: boom" in text
+
+    # A file removed is seen, whatever the folder's time says.
+    os.remove(os.path.join(folder(experiment, first), runfiles.RESULT))
+    os.utime(folder(experiment, first), ns=(LONG_AGO, LONG_AGO))
+    assert statuses(experiment)[0] == "pending"
+
+
+def count_reads(monkeypatch):
+    """The run hashes whose files status reads (the others come from the index)."""
+    reads = []
+    original = runfiles.read_state
+
+    def counting(run_files_path, run_hash):
+        reads.append(run_hash)
+        return original(run_files_path, run_hash)
+
+    monkeypatch.setattr(runfiles, "read_state", counting)
+    return reads
+
+
+def test_a_result_copied_over_an_indexed_one_is_seen(experiment):
+    """cp other/result.json .runs/X/result.json writes the file in place: the folder's time stays."""
+    first, second = experiment.runs[:2]
+    finish(experiment, first, 0.25)
+    finish(experiment, second, 0.75)
+    assert status.states_of(experiment)[first.run_hash].result["test_loss"] == 0.25
+    assert first.run_hash in index_of(experiment)
+    before = os.stat(folder(experiment, first)).st_mtime_ns
+    target = os.path.join(folder(experiment, first), runfiles.RESULT)
+    shutil.copyfile(os.path.join(folder(experiment, second), runfiles.RESULT), target)
+    assert os.stat(folder(experiment, first)).st_mtime_ns == before
+    assert status.states_of(experiment)[first.run_hash].result["test_loss"] == 0.75
+
+
+def test_an_error_edited_in_place_with_its_times_put_back_is_seen(experiment):
+    """The same size, the same inode, the file's and the folder's modification times put back (cp -p,
+    touch -r): the change time still tells."""
+    first = experiment.runs[0]
+    fail(experiment, first, "Traceback\nValueError: boom\n")
+    path = os.path.join(folder(experiment, first), runfiles.ERROR)
+    assert status.states_of(experiment)[first.run_hash].error.endswith("boom\n")
+    assert first.run_hash in index_of(experiment)
+    time.sleep(0.02)  # a change time later than the file's (a coarse clock ticks every few ms)
+    with open(path, "r+") as handle:
+        handle.write("Traceback\nValueError: bang\n")
+    os.utime(path, ns=(LONG_AGO, LONG_AGO))
+    os.utime(folder(experiment, first), ns=(LONG_AGO, LONG_AGO))
+    assert status.states_of(experiment)[first.run_hash].error.endswith("bang\n")
 
 
 def test_a_changed_folder_is_read_again(experiment):

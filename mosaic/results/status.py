@@ -1,10 +1,12 @@
 """mosaic_status: what the run files say of every run, in the format of the tutorial (README.md). No server needed.
 
 Reading 100,000 runs' files takes seconds; an index under the run files path (.status-index)
-keeps what status shows of each finished (done or failed) run, with the modification time of its
-folder. Any change in a folder changes that time (every run file is written by renaming a temporary
-file into place, and a job touches its folder when it takes the run's lock), so a run whose folder
-time is unchanged is read from the index, the others from their files.
+keeps what status shows of each finished (done or failed) run, with what it was read from: the
+modification time of its folder and the stamp (runfiles.file_stamp: times, size, inode) of the file
+whose content it keeps (result.json of a done run, error.txt of a failed one). A file created,
+removed or renamed into place changes the folder's time (so does a job taking the run's lock: it
+touches the folder); a file written in place (cp, an editor) changes its own stamp. A run whose
+folder time and stamp are unchanged is read from the index, the others from their files.
 
 Expanding an ini of 100,000 runs takes most of a second too: the runs status lists (their hashes and
 pipelines, in order) are kept beside the index (.status-runs) with a digest of the ini's text and of
@@ -24,7 +26,9 @@ from mosaic.errors import MosaicError
 INDEX = ".status-index"  # Python's marshal format: five times faster to read than JSON
 LISTING = ".status-runs"  # the runs of the ini status last listed, with the digest they belong to
 INDEXED_FIELDS = ("train_loss", "test_loss", "duration_s", "diverged", "epochs")  # of result.json
-SETTLED_NS = 10 * 10**9  # a folder changed this recently is read again next time (coarse file system clocks)
+SETTLED_NS = 10 * 10**9  # a folder or file changed this recently is read again next time (coarse clocks)
+CONTENT = {"done": runfiles.RESULT, "error": runfiles.ERROR}  # the file whose content an entry keeps
+CONTENT_SUFFIX = {status: os.sep + name for status, name in CONTENT.items()}  # joined without os.path.join
 
 
 def scientific(value):
@@ -131,20 +135,25 @@ def states_in(run_files_path, runs):
     prefix = os.path.join(run_files_path, "")
     for run in runs:
         run_hash = run.run_hash
+        folder = prefix + run_hash
         try:
-            changed = os.stat(prefix + run_hash).st_mtime_ns
+            changed = os.stat(folder).st_mtime_ns
         except OSError:  # no folder: never started
             states[run_hash] = runfiles.RunState("pending")
             continue
         entry = index.get(run_hash)
-        if entry is not None and entry[0] == changed:
+        if (entry is not None and len(entry) == 5 and entry[0] == changed and entry[1] in CONTENT
+                and entry[4] == runfiles.file_stamp(folder + CONTENT_SUFFIX[entry[1]])):
             fields = None if entry[2] is None else dict(zip(INDEXED_FIELDS, entry[2]))
             states[run_hash] = runfiles.RunState(entry[1], result=fields, error=entry[3])
             continue
+        # stamped before reading: a change meanwhile makes another stamp, seen next time
+        stamps = {name: runfiles.file_stamp(os.path.join(folder, name)) for name in CONTENT.values()}
         state = states[run_hash] = runfiles.read_state(run_files_path, run_hash)
-        if state.status in ("done", "error") and changed < settled:
+        stamp = stamps[CONTENT[state.status]] if state.status in CONTENT else None
+        if stamp is not None and max(changed, stamp[0]) < settled:
             fields = [state.result.get(name) for name in INDEXED_FIELDS] if state.result else None
-            index[run_hash] = [changed, state.status, fields, state.error]
+            index[run_hash] = [changed, state.status, fields, state.error, stamp]
             edited = True
         elif entry is not None:
             del index[run_hash]
