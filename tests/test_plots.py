@@ -12,18 +12,16 @@ from conftest import fake_module
 
 from mosaic.errors import MosaicError
 from mosaic.results.database import build
+from mosaic.results.lossplot import loss_panels, plotloss, render_plotloss, render_plotloss_message
 from mosaic.results.plots import (
     METAPLOT_CSV_COLUMNS,
     _short_float,
     _use_log_scale,
     draw_metaplot,
-    loss_panels,
     metaplot,
     metaplot_data,
-    plotloss,
     render_message,
     render_metaplot,
-    render_plotloss,
 )
 from mosaic.runfiles import ERROR, LOSSES, RESULT, format_losses, run_dir, run_file
 
@@ -167,6 +165,21 @@ def test_plotloss_pages(db_path, tmp_path, plot_size, pages):
     panels = loss_panels(db_path, range(1, 13))  # 10 runs with losses
     render_plotloss(panels, str(out), plot_size=plot_size)
     assert pdf_pages(out) == pages
+
+
+def test_plotloss_pages_as_pngs_for_the_report(db_path, tmp_path):
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "page_99.png").write_bytes(b"a page of an earlier, longer drawing")
+    panels = loss_panels(db_path, range(1, 13))  # 10 runs with losses
+    render_plotloss(panels, str(tmp_path / "plotloss.pdf"), plot_size=1, pages=str(pages))
+    names = [f"page_{number:02d}.png" for number in range(1, 11)]  # zero-padded: they sort as the PDF's pages
+    assert sorted(os.listdir(pages)) == names
+    assert {png_size(pages / name) for name in names} == {(400, 350)}  # 4 x 3.5 inches at 100 dpi
+    assert pdf_pages(tmp_path / "plotloss.pdf") == 10
+    render_plotloss_message(str(tmp_path / "plotloss.pdf"), str(pages), "no loss curves: no runs selected")
+    assert os.listdir(pages) == ["page_1.png"]  # the workflow's outputs exist even when no run is done
+    assert pdf_pages(tmp_path / "plotloss.pdf") == 1
 
 
 def test_plotloss_selection(db_path, tmp_path):

@@ -199,7 +199,7 @@ def mosaic_plotloss(argv):
         raise UsageError("--max-runs must be at least 1")
     from mosaic.ops.runner import refuse_overwriting
     from mosaic.results.database import open_db
-    from mosaic.results.plots import plotloss
+    from mosaic.results.lossplot import plotloss
 
     refuse_overwriting(args.output, [args.database])
     open_db(args.database).close()

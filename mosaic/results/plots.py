@@ -1,8 +1,9 @@
-"""Plots of the results database: loss curves (plotloss) and comparisons across pipelines (metaplot).
+"""Plots of the results database: comparisons across pipelines (metaplot) and of mosaic_compare; the loss
+curves (plotloss) are in mosaic/results/lossplot.py.
 
-Each plot is split in two: a pure function reading the database into plain values (loss_panels,
-metaplot_data) and a renderer drawing them (draw_* return a matplotlib Figure and accept the axes to draw
-on; render_* write a file). Figures are made without pyplot, so no backend is chosen or changed: a
+Each plot is split in two: a pure function reading the database into plain values (metaplot_data) and a
+renderer drawing them (draw_* return a matplotlib Figure and accept the axes to draw on; render_* write a
+file). Figures are made without pyplot, so no backend is chosen or changed: a
 notebook keeps its own. matplotlib is imported inside the renderers only, so that importing this module
 stays cheap.
 """
@@ -15,7 +16,7 @@ from contextlib import closing
 from typing import NamedTuple
 
 from mosaic.errors import MosaicError
-from mosaic.results.database import data_types_by_run, open_db, select_run_ids
+from mosaic.results.database import data_types_by_run, open_db
 from mosaic.runfiles import replacing
 
 # metaplot VALUE -> runs column; the aliases are other spellings users type (config/README.md lists them).
@@ -30,9 +31,6 @@ METAPLOT_VALUES = {
     "slope": "slope",
     "nb_params": "nb_params",
 }
-
-INDICATORS = ("overfit", "trainability", "slope")
-
 
 class Point(NamedTuple):
     """One metaplot point: the replicates of one model key and size."""
@@ -50,42 +48,6 @@ METAPLOT_CSV_COLUMNS = ("dataset_key", "model_key", "nb_params", "n", "mean", "s
 
 
 # ---------------------------------------------------------------- data
-
-
-def loss_panels(db_path, run_ids, limit=None):
-    """One panel per run of `run_ids` that has losses, in run id order; the first `limit` at most.
-
-    Each panel: {run_id, title 'id:pipeline:nb_params', epochs, train, test (None for NULL),
-    overfit, trainability, slope}.
-    """
-    wanted = set(run_ids)
-    panels = []
-    with closing(open_db(db_path)) as db:
-        runs = db.execute(
-            "SELECT run_id, pipeline, nb_params, overfit, trainability, slope FROM runs ORDER BY run_id"
-        ).fetchall()
-        for run_id, pipeline, nb_params, *values in runs:
-            if run_id not in wanted:
-                continue
-            if limit is not None and len(panels) >= limit:
-                break
-            rows = db.execute(
-                "SELECT epoch, train_loss, test_loss FROM losses WHERE run_id = ? ORDER BY epoch", (run_id,)
-            ).fetchall()
-            if not rows:
-                continue
-            epochs, train, test = (list(column) for column in zip(*rows))
-            panels.append(
-                {
-                    "run_id": run_id,
-                    "title": f"{run_id}:{pipeline}:{nb_params}",
-                    "epochs": epochs,
-                    "train": train,
-                    "test": test,
-                    **dict(zip(INDICATORS, values)),
-                }
-            )
-    return panels
 
 
 def _dataset_classes(db):
@@ -170,52 +132,6 @@ def _write_atomic(path, save):
         save(tmp_path)
 
 
-def _nan_for_none(values):
-    return [math.nan if v is None else v for v in values]
-
-
-def _draw_panel(ax, panel, plot_size):
-    train_line = ax.plot(panel["epochs"], _nan_for_none(panel["train"]), "-", color="tab:blue")[0]
-    test_line = ax.plot(panel["epochs"], _nan_for_none(panel["test"]), "--", color="tab:red")[0]
-    if _use_log_scale(panel["train"] + panel["test"]):
-        ax.set_yscale("log")
-        ax.minorticks_off()  # a panel spans many decades: unlabelled ticks at 2..9 x 10^k were half the drawing time
-    ax.set_title(panel["title"].replace(" | ", "\n"), fontsize=max(4, 9 - plot_size))
-    text = "\n".join(f"{name} {_short_float(panel[name])}" for name in INDICATORS)
-    font_size = max(4, 10 - plot_size)
-    ax.text(0.97, 0.95, text, transform=ax.transAxes, ha="right", va="top", fontsize=font_size, alpha=0.7)
-    ax.tick_params(labelsize=max(4, 9 - plot_size))
-    return train_line, test_line
-
-
-def render_plotloss(panels, out_pdf, plot_size=3):
-    """A PDF of the loss curves, pages of plot_size × plot_size panels, each page with a train/test legend."""
-    if not panels:
-        raise MosaicError("no runs selected")
-    if plot_size < 1:
-        raise MosaicError(f"plot_size must be at least 1, not {plot_size}")
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    per_page = plot_size * plot_size
-
-    def save(path):
-        with PdfPages(path) as pdf:
-            for start in range(0, len(panels), per_page):
-                page = panels[start : start + per_page]
-                fig = _figure(figsize=(4 * plot_size, 3.5 * plot_size))
-                axes = fig.subplots(plot_size, plot_size, squeeze=False).flatten()
-                for ax, panel in zip(axes, page):
-                    lines = _draw_panel(ax, panel, plot_size)
-                for ax in axes[len(page) :]:
-                    ax.remove()
-                fig.legend(lines, ["train", "test"], loc="upper right")
-                # Fixed margins: tight_layout would measure every tick label and double the drawing time.
-                fig.subplots_adjust(left=0.08, right=0.9, bottom=0.05, top=0.93, wspace=0.3, hspace=0.45)
-                pdf.savefig(fig)
-
-    _write_atomic(out_pdf, save)
-
-
 def draw_metaplot(data, value, log_x=None, axes=None):
     """`value` against nb_params, one axes per dataset key: per model key a line through the means, a band
     of the 95% bootstrap interval of the mean and the replicates as faint points. log_x: True, False or
@@ -287,18 +203,6 @@ def render_metaplot(data, out_path, value, log_x=None):
 
 
 # ---------------------------------------------------------------- commands
-
-
-def plotloss(db_path, out_pdf, ids=None, status=None, param=None, plot_size=3, max_runs=None):
-    """Select runs (see database.select_run_ids), write the loss curves of the first `max_runs` of them
-    (all when None) to `out_pdf`; returns (runs drawn, runs selected). Runs without losses (not done yet)
-    are left out."""
-    if max_runs is not None and max_runs < 1:
-        raise MosaicError(f"max_runs must be at least 1, not {max_runs}")
-    run_ids = select_run_ids(db_path, ids=ids, status=status, param=param)
-    panels = loss_panels(db_path, run_ids, limit=max_runs)
-    render_plotloss(panels, out_pdf, plot_size)
-    return len(panels), len(run_ids)
 
 
 def metaplot(db_path, out_path, dataset, value, log_x=None):

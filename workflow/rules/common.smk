@@ -59,6 +59,11 @@ def plotloss_target():
     return os.path.join(PLOTS, "plotloss.pdf")
 
 
+def plotloss_pages_target():
+    """The folder of plotloss.pdf's pages as PNGs (page_1.png, ...): the report shows these."""
+    return os.path.join(PLOTS, "plotloss_pages")
+
+
 def metaplot_targets():
     """Each comparison plot and the table of its numbers."""
     return [

@@ -1,11 +1,18 @@
-# Loss curves of every run, and one comparison plot per dataset key and compared value.
+# Loss curves of every run (a PDF, and its pages as PNGs), and one comparison plot per dataset key and compared value.
 
 
 rule plotloss:
     input:
         DATABASE,
     output:
-        report(plotloss_target(), caption="../report/plotloss.rst", category="Loss curves"),
+        pdf=report(plotloss_target(), caption="../report/plotloss.rst", category="Loss curves"),
+        # the pages again as PNGs: every browser shows them (headless Chromium shows a PDF blank)
+        pages=report(
+            directory(plotloss_pages_target()),
+            patterns=["page_{page}.png"],
+            caption="../report/plotloss_pages.rst",
+            category="Loss curves",
+        ),
     log:
         os.path.join(LOGS, "plotloss.log"),
     params:

@@ -1,0 +1,141 @@
+"""Loss curves of runs (plotloss): one panel per run, pages of K x K panels in a PDF and, for the HTML
+report (browsers show images, not always PDFs), each page also as a PNG.
+
+Split as the other plots (mosaic/results/plots.py): loss_panels reads the database into plain values,
+render_plotloss draws them; matplotlib is imported inside the renderers only.
+"""
+
+import glob
+import math
+import os
+from contextlib import closing
+
+from mosaic.errors import MosaicError
+from mosaic.results.database import open_db, select_run_ids
+from mosaic.results.plots import _figure, _short_float, _use_log_scale, _write_atomic, render_message
+
+INDICATORS = ("overfit", "trainability", "slope")
+PAGE_DPI = 100  # a 3 x 3 page is 1200 x 1050 pixels
+
+
+def loss_panels(db_path, run_ids, limit=None):
+    """One panel per run of `run_ids` that has losses, in run id order; the first `limit` at most.
+
+    Each panel: {run_id, title 'id:pipeline:nb_params', epochs, train, test (None for NULL),
+    overfit, trainability, slope}.
+    """
+    wanted = set(run_ids)
+    panels = []
+    with closing(open_db(db_path)) as db:
+        runs = db.execute(
+            "SELECT run_id, pipeline, nb_params, overfit, trainability, slope FROM runs ORDER BY run_id"
+        ).fetchall()
+        for run_id, pipeline, nb_params, *values in runs:
+            if run_id not in wanted:
+                continue
+            if limit is not None and len(panels) >= limit:
+                break
+            rows = db.execute(
+                "SELECT epoch, train_loss, test_loss FROM losses WHERE run_id = ? ORDER BY epoch", (run_id,)
+            ).fetchall()
+            if not rows:
+                continue
+            epochs, train, test = (list(column) for column in zip(*rows))
+            panels.append(
+                {
+                    "run_id": run_id,
+                    "title": f"{run_id}:{pipeline}:{nb_params}",
+                    "epochs": epochs,
+                    "train": train,
+                    "test": test,
+                    **dict(zip(INDICATORS, values)),
+                }
+            )
+    return panels
+
+
+def _nan_for_none(values):
+    return [math.nan if v is None else v for v in values]
+
+
+def _draw_panel(ax, panel, plot_size):
+    train_line = ax.plot(panel["epochs"], _nan_for_none(panel["train"]), "-", color="tab:blue")[0]
+    test_line = ax.plot(panel["epochs"], _nan_for_none(panel["test"]), "--", color="tab:red")[0]
+    if _use_log_scale(panel["train"] + panel["test"]):
+        ax.set_yscale("log")
+        ax.minorticks_off()  # a panel spans many decades: unlabelled ticks at 2..9 x 10^k were half the drawing time
+    ax.set_title(panel["title"].replace(" | ", "\n"), fontsize=max(4, 9 - plot_size))
+    text = "\n".join(f"{name} {_short_float(panel[name])}" for name in INDICATORS)
+    font_size = max(4, 10 - plot_size)
+    ax.text(0.97, 0.95, text, transform=ax.transAxes, ha="right", va="top", fontsize=font_size, alpha=0.7)
+    ax.tick_params(labelsize=max(4, 9 - plot_size))
+    return train_line, test_line
+
+
+def _draw_page(page, plot_size):
+    fig = _figure(figsize=(4 * plot_size, 3.5 * plot_size))
+    axes = fig.subplots(plot_size, plot_size, squeeze=False).flatten()
+    for ax, panel in zip(axes, page):
+        lines = _draw_panel(ax, panel, plot_size)
+    for ax in axes[len(page) :]:
+        ax.remove()
+    fig.legend(lines, ["train", "test"], loc="upper right")
+    # Fixed margins: tight_layout would measure every tick label and double the drawing time.
+    fig.subplots_adjust(left=0.08, right=0.9, bottom=0.05, top=0.93, wspace=0.3, hspace=0.45)
+    return fig
+
+
+def page_paths(pages, count):
+    """The PNG pages of a plotloss in the folder `pages`: page_1.png ... (zero-padded: they sort by name)."""
+    return [os.path.join(pages, f"page_{number:0{len(str(count))}d}.png") for number in range(1, count + 1)]
+
+
+def _clear_pages(pages):
+    os.makedirs(pages, exist_ok=True)
+    for stale in glob.glob(os.path.join(pages, "page_*.png")):  # a redraw with fewer pages leaves none behind
+        os.remove(stale)
+
+
+def render_plotloss(panels, out_pdf, plot_size=3, pages=None):
+    """A PDF of the loss curves, pages of plot_size × plot_size panels, each page with a train/test legend;
+    with `pages` (a folder), each page also as a PNG there (page_paths)."""
+    if not panels:
+        raise MosaicError("no runs selected")
+    if plot_size < 1:
+        raise MosaicError(f"plot_size must be at least 1, not {plot_size}")
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    per_page = plot_size * plot_size
+    starts = range(0, len(panels), per_page)
+    if pages is not None:
+        _clear_pages(pages)
+
+    def save(path):
+        with PdfPages(path) as pdf:
+            for start, png in zip(starts, page_paths(pages or "", len(starts))):
+                fig = _draw_page(panels[start : start + per_page], plot_size)
+                pdf.savefig(fig)
+                if pages is not None:
+                    _write_atomic(png, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=PAGE_DPI))
+
+    _write_atomic(out_pdf, save)
+
+
+def render_plotloss_message(out_pdf, pages, text):
+    """The PDF, and its one PNG page in `pages` when given, saying why there are no loss curves."""
+    render_message(out_pdf, text)
+    if pages is not None:
+        _clear_pages(pages)
+        render_message(page_paths(pages, 1)[0], text)
+
+
+def plotloss(db_path, out_pdf, ids=None, status=None, param=None, plot_size=3, max_runs=None, pages=None):
+    """Select runs (see database.select_run_ids), write the loss curves of the first `max_runs` of them
+    (all when None) to `out_pdf` (and its pages as PNGs to the folder `pages`); returns (runs drawn, runs
+    selected). Runs without losses (not done yet) are left out."""
+    if max_runs is not None and max_runs < 1:
+        raise MosaicError(f"max_runs must be at least 1, not {max_runs}")
+    run_ids = select_run_ids(db_path, ids=ids, status=status, param=param)
+    panels = loss_panels(db_path, run_ids, limit=max_runs)
+    render_plotloss(panels, out_pdf, plot_size, pages)
+    return len(panels), len(run_ids)
