@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from contextlib import closing
+from html import unescape
 
 import pytest
 from conftest import BIN, ROOT, command_env
@@ -50,9 +51,32 @@ class Browser:
         return done.stdout
 
 
+# Shows every image of the report as its eye button would, one after the other, and writes what the browser
+# loaded ({path: naturalWidth}; 0: not loaded, -1: no image shown) into the page, for --dump-dom to read.
+CHECK_IMAGES = """
+(async () => {
+    const loaded = {};
+    for (const [path, entry] of Object.entries(results)) {
+        if (!entry.mime_type.startsWith("image/")) continue;
+        app.setView({navbarMode: "resultinfo", resultPath: path, content: "img", contentPath: entry.data_uri});
+        await new Promise(done => setTimeout(done, 200));
+        const image = [...document.images].find(image => image.src === entry.data_uri);
+        for (let wait = 0; image && !image.complete && wait < 50; wait++) {  // (decode() never settles here)
+            await new Promise(done => setTimeout(done, 100));
+        }
+        loaded[path] = image ? image.naturalWidth : -1;
+    }
+    const out = document.createElement("pre");
+    out.id = "images-loaded";
+    out.textContent = JSON.stringify(loaded);
+    document.body.appendChild(out);
+})();
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (apt-get install chromium; .ci/run installs it)")
-def test_report_opened_in_a_browser_shows_the_ini_the_plots_and_their_captions(tmp_path):
+def test_report_opened_in_a_browser_shows_the_verdicts_the_ini_and_every_plot(tmp_path):
     folder = tmp_path / "exp"
     folder.mkdir()
     for name in ("experiment.ini", "classes.py"):
@@ -66,17 +90,26 @@ def test_report_opened_in_a_browser_shows_the_ini_the_plots_and_their_captions(t
     results, categories = report_variable(html, "results"), report_variable(html, "categories")
     plots = folder / "database_plots"
 
-    # Every plot is inside the file, byte for byte, as a data URI: the report works offline.
+    # Every plot is inside the file, byte for byte, as a data URI: the report works offline. The loss curves
+    # are there as PNG pages (every browser shows them) beside the PDF (to download).
     metaplots = categories["Dataset points"]["Comparison plots"]
     assert sorted(metaplots) == sorted(str(plots / f"metaplot_points_{value}.png") for value in VALUES)
-    for path in [*metaplots, str(plots / "plotloss.pdf")]:
+    pages = sorted(str(page) for page in (plots / "plotloss_pages").glob("page_*.png"))
+    assert pages == [str(plots / "plotloss_pages" / "page_1.png")]  # 2 runs: one page of 3 x 3
+    assert sorted(categories["Loss curves"]["Other"]) == sorted([*pages, str(plots / "plotloss.pdf")])
+    for path in [*metaplots, *pages, str(plots / "plotloss.pdf")]:
         assert decoded(results[path]["data_uri"]) == open(path, "rb").read()
     assert results[str(plots / "plotloss.pdf")]["mime_type"] == "application/pdf"
 
+    # The first page: the verdicts first, then what the report holds.
     browser = Browser(report, tmp_path)
-    landing = browser.dom()
-    assert "Mosaic compares machine-learning architectures" in landing
-    for category in ("Experiment", "Loss curves", "Dataset points"):
+    landing = unescape(browser.dom(screenshot=tmp_path / "first_page.png"))
+    with closing(sqlite3.connect(folder / "database.db")) as db:
+        verdicts = [verdict for (verdict,) in db.execute("SELECT verdict FROM verdicts")]
+    assert verdicts
+    for verdict in verdicts:
+        assert 0 <= landing.find(verdict) < landing.index("Mosaic compares machine-learning architectures")
+    for category in ("Experiment", "Loss curves", "Dataset points", "Verdicts"):
         assert category in landing
 
     (ini,) = categories["Experiment"]["Other"]
@@ -84,18 +117,26 @@ def test_report_opened_in_a_browser_shows_the_ini_the_plots_and_their_captions(t
     for line in ("[PROCESS]", "class = tiny", "width = 1, 2"):
         assert line in shown
 
-    overfit = str(plots / "metaplot_points_overfit.png")
-    show_plot = (f"app.setView({{navbarMode: 'resultinfo', resultPath: {json.dumps(overfit)}, content: 'img', "
-                 f"contentPath: results[{json.dumps(overfit)}].data_uri}})")
-    shown = browser.dom(show_plot, screenshot=tmp_path / "overfit.png")
-    images = re.findall(r'<img src="(data:image/png;[^"]*base64,[^"]+)"', shown)
-    assert [decoded(uri) for uri in images] == [open(overfit, "rb").read()]
-    assert "the gap between the final test loss and the final train loss" in shown  # the caption
-    assert (tmp_path / "overfit.png").stat().st_size > 10_000
+    # Every image of the report, shown as its button shows it, is loaded by the browser.
+    images = [path for path, entry in results.items() if entry["mime_type"].startswith("image/")]
+    assert set(images) >= {*metaplots, *pages, str(plots / "values.png"), str(plots / "curves.png")}
+    shown = browser.dom(CHECK_IMAGES)
+    loaded = json.loads(unescape(re.search(r'<pre id="images-loaded">(.*?)</pre>', shown, re.S).group(1)))
+    assert sorted(loaded) == sorted(images)
+    assert {path: width for path, width in loaded.items() if width <= 0} == {}
 
-    pdf = str(plots / "plotloss.pdf")
-    shown = browser.dom(f"app.setView({{content: 'pdf', contentPath: results[{json.dumps(pdf)}].data_uri}})")
-    assert '<iframe src="data:application/pdf' in shown
+    # The loss curves' first page as a user sees it (the screenshot stays in tmp_path).
+    show_page = (f"app.setView({{navbarMode: 'resultinfo', resultPath: {json.dumps(pages[0])}, content: 'img', "
+                 f"contentPath: results[{json.dumps(pages[0])}].data_uri}})")
+    shown = browser.dom(show_page, screenshot=tmp_path / "loss_curves_page_1.png")
+    assert [decoded(uri) for uri in re.findall(r'<img src="(data:image/png;[^"]*base64,[^"]+)"', shown)] == [
+        open(pages[0], "rb").read()]
+    assert "Page 1 of the loss curves" in shown  # the caption
+    assert (tmp_path / "loss_curves_page_1.png").stat().st_size > 10_000
+
+    overfit = str(plots / "metaplot_points_overfit.png")
+    shown = browser.dom(f"app.showResultInfo({json.dumps(overfit)})")
+    assert "the gap between the final test loss and the final train loss" in shown  # the caption
 
     # The comparison tables and verdicts (the compare rule), where the workflow makes them.
     comparisons = [path for path in results if path.endswith("comparison.md")]
