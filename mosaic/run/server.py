@@ -1,10 +1,12 @@
 """The warm-start fork server: `python -m mosaic.run.server SOCKET` (started by the first job, see warm.py).
 
-It imports torch, numpy, torch._dynamo and the training code once, then forks one child per job; the
-child takes the job's stdin/stdout/stderr, working folder and environment, and runs the same
-`mosaic.run.job.main` a job runs in-process. Fork safety: the server runs no torch operation (no
-intra-op thread pool exists at fork time, CUDA is never initialised here); each child sets its own
-thread count and seeds (train_run does both) and selects its GPU before CUDA starts.
+It imports torch, numpy, torch._dynamo and the training code once, then forks one child per connection,
+before reading it (an idle client holds up no other job; the child drops it after REQUEST_TIMEOUT_S). The
+child takes the job's stdin/stdout/stderr, working folder, environment, umask, CPU affinity, nice level,
+resource limits and sys.path, and runs the same `mosaic.run.job.main` a job runs in-process; where it
+cannot take one of them, it says so and the job trains in its own process. Fork safety: the server runs
+no torch operation (no intra-op thread pool exists at fork time, CUDA is never initialised here); each
+child sets its own thread count and seeds (train_run does both) and selects its GPU before CUDA starts.
 
 The child reports its pid, then its exit status, straight to the job over the connection; the server
 keeps no copy of it. So a killed server loses no run in progress (its children finish and report), a
@@ -24,6 +26,7 @@ import traceback
 from mosaic.run import warm
 
 CLIENT_GONE_EXIT = 4  # as when Snakemake is gone (job.watch_snakemake)
+REQUEST_TIMEOUT_S = 30.0  # a connection that sends no request within this is dropped
 
 
 def preload():
@@ -67,18 +70,98 @@ def take_stdio(fds):
     sys.stderr = open(2, "w", buffering=1, closefd=False)
 
 
-def child(sock, request, fds):
-    """In the forked process: become the job's run, report the pid, run job.main, report its status."""
+def apply_process(state):
+    """Give this forked run the job's umask, CPU affinity, nice level and resource limits (all of them).
+    Returns what cannot be given (the job then trains in its own process), else None."""
+    import resource
+
+    os.umask(int(state["umask"]))
+    steps = [
+        ("CPU affinity", lambda: os.sched_setaffinity(0, [int(cpu) for cpu in state["affinity"]])),
+        ("nice level", lambda: os.setpriority(os.PRIO_PROCESS, 0, int(state["nice"]))),
+    ]
+    for name, (soft, hard) in state["rlimits"].items():
+        if not name.startswith("RLIMIT_") or not hasattr(resource, name):
+            return f"{name}: not a resource limit of this interpreter"
+        limit, values = getattr(resource, name), (int(soft), int(hard))
+        steps.append((name, lambda limit=limit, values=values: resource.setrlimit(limit, values)))
+    for what, step in steps:
+        try:
+            step()
+        except (OSError, ValueError) as error:
+            return f"{what}: {error}"
+    return None
+
+
+def take_import_path(sys_path):
+    """The job's sys.path, in its order. Returns the first module this server imported that the job's path
+    finds elsewhere (a forked run cannot import it again: the job trains in its own process), else None."""
+    import importlib
+
+    sys.path[:] = [str(entry) for entry in sys_path]
+    importlib.invalidate_caches()
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        if "." in name or spec is None or spec.name != name or not spec.has_location:
+            continue
+        found = None
+        for finder in sys.meta_path:
+            try:
+                found = finder.find_spec(name, None)
+            except Exception:  # a finder of some package that cannot answer: ask the next one
+                found = None
+            if found is not None:
+                break
+        if found is None or found.origin != spec.origin:
+            where = found.origin if found is not None else "nowhere"
+            return f"the job's sys.path finds module {name} at {where}, this server imported {spec.origin}"
+    return None
+
+
+def become_the_job(request):
+    """The job's process settings, working folder and import path; returns what cannot be taken, or None."""
+    refused = apply_process(request["process"])
+    if refused:
+        return refused
+    try:
+        os.chdir(request["cwd"])
+    except OSError as error:
+        return f"cannot enter {request['cwd']}: {error.strerror}"
+    return take_import_path(request["process"]["sys_path"])
+
+
+def child(sock):
+    """In the process forked for one connection: read the job's request (a client that sends none within
+    REQUEST_TIMEOUT_S is dropped; it holds up no other job), become the job's run, report the pid, run
+    job.main, report its status."""
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
+    try:
+        sock.settimeout(REQUEST_TIMEOUT_S)
+        payload, fds, _, _ = socket.recv_fds(sock, 1 << 20, 3)
+        request = parse_request(sock, payload)
+        sock.settimeout(None)
+        refused = become_the_job(request)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        print(f"mosaic: bad request: {error}", file=sys.stderr, flush=True)
+        os._exit(1)
+    if refused:
+        print(f"run {os.getpid()} refused: {refused}", flush=True)
+        try:
+            warm.send_message(sock, {"refused": refused})
+        finally:
+            os._exit(0)
+    print(f"run {os.getpid()}: {' '.join(request['argv'])} in {request['cwd']}", flush=True)
+    run(sock, request, fds)
+
+
+def run(sock, request, fds):
     status = 1
     finished = threading.Event()
     try:
         take_stdio(fds)
-        os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        sys.path[0] = os.getcwd()  # as `python -m` sets it: the working folder
         sys.argv = ["python -m mosaic.run.job", *request["argv"]]
         warm.send_message(sock, {"pid": os.getpid()})
         watch_client(sock, finished)
@@ -106,9 +189,7 @@ def child(sock, request, fds):
 
 def peer_is_us(sock):
     """The connecting process runs as this user (the folder is private too: a second lock)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-    uid = int.from_bytes(creds[4:8], sys.byteorder)
-    return uid == os.getuid()
+    return warm.peer_uid(sock) == os.getuid()
 
 
 def serve(path, idle_s):
@@ -119,7 +200,7 @@ def serve(path, idle_s):
     bound = os.stat(path).st_ino
     children = set()
     last_activity = time.monotonic()
-    print(f"mosaic warm-start server {os.getpid()} listening on {path}", flush=True)
+    print(f"mosaic warm-start server {os.getpid()} listening on {os.path.realpath(path)}", flush=True)
     try:
         while True:
             for pid in list(children):
@@ -138,28 +219,21 @@ def serve(path, idle_s):
             except TimeoutError:
                 continue
             last_activity = time.monotonic()
-            sock.settimeout(None)
             try:
-                if not peer_is_us(sock):
-                    sock.close()
-                    continue
-                payload, fds, _, _ = socket.recv_fds(sock, 1 << 20, 3)
-                request = parse_request(sock, payload)
-            except (OSError, ValueError) as error:
-                print(f"mosaic: bad request: {error}", file=sys.stderr, flush=True)
+                ours = peer_is_us(sock)
+            except OSError:
+                ours = False
+            if not ours:
                 sock.close()
                 continue
             sys.stdout.flush()
             sys.stderr.flush()
-            pid = os.fork()
+            pid = os.fork()  # before reading anything: one process a connection, none waits for another
             if pid == 0:
                 listener.close()
-                child(sock, request, fds)
+                child(sock)
             children.add(pid)
-            print(f"run {pid}: {' '.join(request['argv'])} in {request['cwd']}", flush=True)
             sock.close()  # only the child and the job hold the connection now
-            for fd in fds:
-                os.close(fd)
     finally:
         listener.close()
         try:
@@ -184,8 +258,8 @@ def parse_request(sock, payload):
             raise ValueError("truncated request")
         data += rest
     request = json.loads(data)
-    if not isinstance(request.get("argv"), list) or "cwd" not in request or "env" not in request:
-        raise ValueError("request without argv, cwd and env")
+    if not isinstance(request.get("argv"), list) or not all(key in request for key in ("cwd", "env", "process")):
+        raise ValueError("request without argv, cwd, env and process")
     return request
 
 
