@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 NETS = """
 import random
+import types
+
+import numpy
 import torch
 
 SEEN = []
@@ -94,6 +97,44 @@ class Coin(Net):
     def forward(self, x):
         out = self.net(x)
         return out if random.random() < 0.5 else out * 0.5
+
+
+class WarmUp(Net):
+    "Halves its output for the first 5 training steps, counted in a plain object."
+    def __init__(self, input_size, output_size):
+        super().__init__(input_size, output_size)
+        self.state = types.SimpleNamespace(steps=0)
+
+    def forward(self, x):
+        if self.training:
+            self.state.steps += 1
+        return self.net(x) * (0.5 if self.state.steps <= 5 else 1.0)
+
+
+class NumpyNoise(Net):
+    "Adds noise from a NumPy generator it keeps."
+    def __init__(self, input_size, output_size):
+        super().__init__(input_size, output_size)
+        self.rng = numpy.random.default_rng(3)
+
+    def forward(self, x):
+        if self.training:
+            x = x + torch.from_numpy(self.rng.normal(0, 0.1, size=tuple(x.shape))).float()
+        return self.net(x)
+
+
+class SubInput(Net):
+    "Changes its input in place."
+    def forward(self, x):
+        return self.net(x.sub_(0.1))
+
+
+class ShrinkWeight(Net):
+    "Shrinks a weight in place under no_grad."
+    def forward(self, x):
+        with torch.no_grad():
+            self.net[0].weight.mul_(0.99)
+        return self.net(x)
 """
 
 
@@ -193,7 +234,7 @@ def test_a_custom_loss_that_records_its_calls_keeps_the_eager_step(tmp_path, tra
     experiment = make_experiment(
         tmp_path, TOY_DATA + "\n[model]\ntype = model\nclass = Net\npath_to_class = nets.py\n", epochs=2,
         files={"nets.py": NETS, "loss.py": ASYM},
-        process="class_loss_function = Asym\npath_to_class_loss_function = loss.py\n",
+        process="class_loss_function = Asym\npath_to_class_loss_function = loss.py\ntraced_step = True\n",
     )
     train(experiment)
     (tracer,) = tracers
@@ -255,10 +296,33 @@ def test_where_a_binding_differs_the_aten_overloads_are_replayed(tmp_path, trace
     assert_same_training(eager, replay)
 
 
+@pytest.mark.parametrize("model, adopted", [("WarmUp", False), ("NumpyNoise", False), ("SubInput", True),
+                                           ("ShrinkWeight", True)])
+def test_a_trial_leaves_the_run_as_the_eager_step_would(tmp_path, tracers, model, adopted):
+    """The trace runs on copies of the models and the replays on copies of the tensors: a forward with state
+    out of torch's sight (a counter in a plain object, a NumPy generator) is refused without its state
+    moving; one that writes into its input or a weight is replayed, writes included. Either way the
+    losses and weights are the eager step's, and train.log says what was decided."""
+    eager = train(net_experiment(tmp_path / "eager", model, traced_step=False))
+    shutil.rmtree(tmp_path / "eager")
+    experiment = net_experiment(tmp_path / "traced", model)
+    lines = []
+    training.train_run(experiment, experiment.runs[0], log=lines.append)
+    kept = losses(experiment, experiment.runs[0]), final_models(experiment, experiment.runs[0])
+    (tracer,) = tracers
+    assert bool(replayed(tracer)) is adopted, tracer.why
+    decisions = [line for line in lines if line.startswith("traced step:")]
+    assert len(decisions) == 2  # the batches of 8 and the last one of 6
+    assert all(("replayed" in line) is adopted for line in decisions), decisions
+    if not adopted:
+        assert all("state that is not a tensor" in line for line in decisions), decisions
+    assert_same_training(eager, kept)
+
+
 def test_a_custom_backward_or_a_model_that_is_no_module_is_not_traced(tmp_path, tracers):
     from test_training import toy
 
-    experiment = toy(tmp_path, model="Bare")
+    experiment = toy(tmp_path, model="Bare", process="traced_step = True")
     training.train_run(experiment, experiment.runs[0], log=quiet)
     assert tracers == [False]
 
@@ -306,6 +370,16 @@ def test_a_train_loader_without_a_length_trains_eagerly(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "step_tracer", lambda *args: made.append(args) or False)
     sections = ("\n[stream]\ntype = data\nclass = Stream\npath_to_class = stream.py\n"
                 "\n[model]\ntype = model\nclass = Net\npath_to_class = nets.py\n")
-    experiment = make_experiment(tmp_path, sections, epochs=2, files={"nets.py": NETS, "stream.py": STREAM})
+    experiment = make_experiment(tmp_path, sections, epochs=2, files={"nets.py": NETS, "stream.py": STREAM},
+                                 process="traced_step = True")
     rows, _ = train(experiment)
     assert [row[0] for row in rows] == [1, 2] and made == []
+
+
+def test_the_traced_step_is_off_by_default(tmp_path, tracers):
+    """Opt-in, as torch.compile is: a run with the default settings never traces its step."""
+    experiment = make_experiment(tmp_path, TOY_DATA + "\n[model]\ntype = model\nclass = Net\npath_to_class = nets.py\n",
+                                 files={"nets.py": NETS})
+    assert experiment.process.traced_step is False
+    train(experiment)
+    assert tracers == []

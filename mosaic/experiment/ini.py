@@ -194,7 +194,7 @@ def _parse_process(section, ini_dir):
         seed=section.integer("seed", 0),
         checkpoint_every=section.integer("checkpoint_every", None, minimum=0),
         deterministic=section.boolean("deterministic", True),
-        traced_step=section.boolean("traced_step", True),
+        traced_step=section.boolean("traced_step", False),
         extra=section.extra(),
     )
     loss_in_ini = os.path.normpath(loss_path) if loss_path is not None else None

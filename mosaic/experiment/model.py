@@ -69,7 +69,7 @@ class Process:
     seed: int = 0
     checkpoint_every: int | None = None  # None: every tenth of the epochs; 0: never
     deterministic: bool = True  # on a GPU: deterministic algorithms, so that a rerun gives the same losses
-    traced_step: bool = True  # the training step traced once and replayed where that is the same (CPU)
+    traced_step: bool = False  # opt-in: the training step traced once and replayed (CPU; mosaic/run/traced.py)
     extra: tuple = ()
 
 

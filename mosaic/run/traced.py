@@ -1,27 +1,30 @@
-"""The training step traced once and replayed: forward, loss and backward as the straight list of aten
-operations that autograd runs for them, called one after the other without recording a graph.
+"""The training step traced once and replayed (opt-in: `[PROCESS] traced_step = True`): forward, loss and
+backward as the straight list of aten operations that autograd runs for them, called one after the other
+without recording a graph.
 
 A batch-1 step of a small model is mostly PyTorch's per-operation overhead: the autograd graph that the
 forward records, the engine that walks it back, and each operation's dispatch. Traced once per batch
 shape (torch.fx's make_fx, on fake tensors), the step becomes a generated Python function of the
 parameters, buffers and batch that calls the same aten kernels in the same order, through torch's fast
 bindings (or the aten overloads themselves where a binding does not reproduce the eager step), and
-returns the loss and the gradients; they are added into the flat gradient as autograd's AccumulateGrad
-adds them. The results are the same bit for bit: each replay is checked once against the eager step on
-its batch shape's first batch, and only used if the loss, every gradient, every buffer and the random
-generator's state come out equal. The tutorial's step: 260 -> 130 us (benchmarks/results.md).
+returns the loss and the gradients. About half the step of the tutorial's MLP (benchmarks/results.md).
 
-The eager step is kept:
-- on a GPU; for a model that is not a torch.nn.Module, parameters that are not flat
-  (mosaic/run/optimizer.py), a custom backward, a backward hook; batches that are not two plain tensors;
-- for a forward that branches on a tensor's value (traced on fake tensors, it cannot), or that changes
-  anything but tensors while traced: a module or class attribute set or grown (a step counter, a list
-  of activations), a global of its file, the run_info dict, Python's or NumPy's global random generator,
-  text printed (what the trace changed is put back before the eager step);
-- for a run of fewer than MIN_STEPS steps to train (a trace takes ~50 ms: the tutorial's 400 epochs
-  of 160 steps are traced, a one-epoch run is not), beyond MAX_SHAPES batch shapes, and wherever the
-  trace fails or no replay equals the eager step.
-`[PROCESS] traced_step = False` keeps the eager step (config/README.md).
+The contract, as for torch.compile or CUDA graphs: the forward (and the loss) is a function of the
+parameters, buffers, inputs and torch's random generator. A replay cannot see state outside tensors, so
+it is only used where the trial shows none: the trace runs on deep copies of the models and the loss,
+and is refused if it changed anything in them but tensors (to any depth: a counter in a plain object,
+a NumPy generator) or anything shared (a class attribute, a global of the file, run_info, Python's or
+NumPy's global generator, printed text); each replay then runs once on copies of the tensors and is
+kept only if the loss, every gradient, every tensor it writes and torch's generator equal the eager
+step's bit for bit. The run itself sees only its eager step during the trial: a replay that is not
+kept leaves the run exactly as `traced_step = False` would. The decision and its reason, per batch
+shape, go to train.log. A forward whose state changes only after the trial (it reads a clock, a file,
+a value set from outside) breaks the contract unseen: keep the default then.
+
+The eager step is kept on a GPU; for a model that is not a torch.nn.Module, a custom backward, a
+backward hook; batches that are not two plain tensors; a forward that branches on a tensor's value (the
+trace on fake tensors fails); a run of fewer than MIN_STEPS steps to train (a trace takes ~50 ms),
+beyond MAX_SHAPES batch shapes, and wherever the trace fails or no replay equals the eager step.
 """
 
 import contextlib
@@ -37,16 +40,13 @@ FAST = (torch._C._VariableFunctions, torch._C._nn, torch._C._linalg, torch._C._s
 
 
 class StepTracer:
-    """step(x, y, eager) -> the batch's summed loss, the gradients added into the flat gradients."""
+    """step(x, y, eager) -> the batch's summed loss, the parameters' gradients set."""
 
-    def __init__(self, pipeline, groups, reduction):
+    def __init__(self, pipeline, reduction):
         self.pipeline = pipeline
         self.reduction = reduction
-        self.params = [param for _, params in groups for param in params]
-        self.grads = [param.grad for param in self.params]  # views into the flat gradients
-        self.modules = list({id(m): m for model in pipeline.models for m in model.modules()}.values())
+        self.params = list(pipeline.parameters)
         self.buffers = list({id(b): b for model in pipeline.models for b in model.buffers()}.values())
-        self.stateful = [*pipeline.models, pipeline.loss_fn]  # whose attributes a replayable step leaves alone
         self.steps = {}  # batch key -> the replayed step, or None where the eager step stays
         self.why = {}  # batch key -> why the eager step stays (for the tests and the curious)
 
@@ -63,65 +63,87 @@ class StepTracer:
             return eager(x, y)
         with torch.no_grad():
             summed, *grads = replay(*self.params, *self.buffers, x, y)
-        torch._foreach_add_(self.grads, grads)
+        for param, grad in zip(self.params, grads):
+            param.grad = grad  # what AccumulateGrad does for a gradient that was None
         return summed
 
     def _trace_and_check(self, key, x, y, eager):
-        """Trace the step for this batch shape; run its replays (through torch's bindings, then through
-        the aten overloads themselves) and the eager step from the same state; keep the first replay
-        that agrees with the eager step bit for bit. The eager step's results are kept either way."""
+        """Trace the step for this batch shape on copies of the models and the loss; run its replays
+        (through torch's bindings, then through the aten overloads themselves) on copies of the tensors,
+        and the eager step on the run's own; keep the first replay that agrees with the eager step bit for
+        bit (loss, gradients, every tensor it writes, the random generator). The run itself sees only the
+        eager step: a trial that is not kept leaves it as if no trace had been tried."""
         self.steps[key] = None
+        shape = f"batches of shape {tuple(x.shape)}"
         try:
             graph = self._trace(x, y)
         except Exception as error:  # noqa: BLE001 - whatever stops the trace keeps the eager step
             self.why[key] = f"not traced: {type(error).__name__}: {error}"
+            self.pipeline.log(f"traced step: eager step kept for {shape}: {self.why[key]}")
             return eager(x, y)
         rng = torch.get_rng_state()
-        buffers = [buf.clone() for buf in self.buffers]
-        tried = []  # (replay, its outputs, buffers and random state after it) or the error
+        tensors = [*self.params, *self.buffers, x, y]
+        tried = []  # (replay, its outputs, its copies of the tensors after it, random state after it) or the error
         for fast in (True, False):
+            copies = [tensor.detach().clone() for tensor in tensors]
             try:
                 replay = compile_graph(graph, fast)
                 with torch.no_grad():
-                    outputs = replay(*self.params, *self.buffers, x, y)
-                tried.append((replay, outputs, [buf.clone() for buf in self.buffers], torch.get_rng_state()))
+                    outputs = replay(*copies)
+                tried.append((replay, outputs, copies, torch.get_rng_state()))
             except Exception as error:  # noqa: BLE001
                 tried.append(f"replay failed: {type(error).__name__}: {error}")
             torch.set_rng_state(rng)
-            with torch.no_grad():
-                for buf, before in zip(self.buffers, buffers):
-                    buf.copy_(before)
         result = eager(x, y)
+        eager_grads = [param.grad for param in self.params]
         for attempt in tried:
             if isinstance(attempt, str):
                 self.why[key] = attempt
                 continue
-            replay, (summed, *grads), traced_buffers, traced_rng = attempt
-            differs = differing(summed, result, grads, self.grads, traced_buffers, self.buffers,
-                                traced_rng, torch.get_rng_state())
+            replay, (summed, *grads), copies, traced_rng = attempt
+            differs = differing(summed, result, grads, eager_grads, copies, tensors, traced_rng, torch.get_rng_state())
             if not differs:
                 self.steps[key] = replay
                 self.why.pop(key, None)
                 break
             self.why[key] = f"the replay differs from the eager step: {differs}"
+        if self.steps[key]:
+            self.pipeline.log(f"traced step: replayed for {shape} (its first step equals the eager step bit for bit)")
+        else:
+            self.pipeline.log(f"traced step: eager step kept for {shape}: {self.why[key]}")
         return result
 
     def _trace(self, x, y):
+        """The step's graph, traced on deep copies of the models and the loss (their parameters and buffers
+        stand-ins). A trace that changes anything but tensors is refused: in the copies (any attribute, to
+        any depth: a counter in a plain object, a NumPy generator), or shared with the run (a class
+        attribute, a global of the file, run_info, Python's or NumPy's global generator; put back)."""
+        import copy
+
         from torch.fx.experimental.proxy_tensor import make_fx
 
-        pipeline, reduction = self.pipeline, self.reduction
-        nparams = len(self.params)
         from mosaic.run.training import batch_loss, batch_size, per_sample
+
+        pipeline, reduction = self.pipeline, self.reduction
+        memo = {}
+        models, loss_fn = copy.deepcopy((pipeline.models, pipeline.loss_fn), memo)
+        calls = [pipeline._call_of(model, info) for model, info in zip(models, pipeline.infos)]
+        originals = [memo.get(id(t), t) for t in self.params + self.buffers]
+        modules = list({id(m): m for model in models for m in model.modules()}.values())
+        nparams = len(self.params)
 
         def joint(*tensors):
             params, buffers, (bx, by) = tensors[:nparams], tensors[nparams:-2], tensors[-2:]
-            with substituted(self.modules, self.params + self.buffers, list(params) + list(buffers)):
-                prediction = pipeline.forward(bx)
-                loss, summed = per_sample(batch_loss(pipeline.loss_fn, prediction, by), batch_size(by), reduction)
+            with substituted(modules, originals, list(params) + list(buffers)):
+                prediction = bx
+                for call in calls:
+                    prediction = call(prediction)
+                loss, summed = per_sample(batch_loss(loss_fn, prediction, by), batch_size(by), reduction)
                 grads = torch.autograd.grad(loss, params)
             return (summed, *grads)
 
-        state = SideState(self.stateful, pipeline.run_info)
+        state = SideState([*models, loss_fn], pipeline.run_info)
+        before = snapshot((models, loss_fn))
         rng = torch.get_rng_state()
         printed = io.StringIO()
         try:
@@ -134,9 +156,45 @@ class StepTracer:
                 state.restore()  # the eager step runs next: as if the trace had not run
         if printed.getvalue():
             raise RuntimeError("the forward prints")
-        if changed:
-            raise RuntimeError("the forward changes a module attribute, a global or a random generator")
+        if changed or snapshot((models, loss_fn)) != before:
+            raise RuntimeError("the forward changes state that is not a tensor (an attribute, a counter, a global or"
+                               " a random generator other than torch's): a replay would freeze it")
         return graph.graph
+
+
+def snapshot(value, seen=None):
+    """A comparable picture of `value` and of everything it holds, to any depth: numbers and text by value,
+    NumPy generators by their state, arrays and tensors that are not parameters or buffers by content; an
+    object met again by the order in which it was first met."""
+    import numpy as np
+
+    seen = {} if seen is None else seen  # id -> (order, the object, kept alive so that ids are not reused)
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return value
+    if id(value) in seen:
+        return ("seen", seen[id(value)][0])
+    seen[id(value)] = (len(seen), value)
+    if isinstance(value, torch.nn.Module):
+        return (type(value).__name__, tuple((k, snapshot(v, seen)) for k, v in vars(value).items()
+                                            if k not in ("_parameters", "_buffers")))
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), str(value.dtype), value.detach().cpu().numpy().tobytes())
+    if isinstance(value, np.ndarray):
+        return ("array", value.shape, str(value.dtype), value.tobytes())
+    if isinstance(value, np.random.Generator):
+        return ("generator", repr(value.bit_generator.state))
+    if isinstance(value, np.random.RandomState):
+        return ("random state", repr(value.get_state(legacy=False)))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return (type(value).__name__, tuple(snapshot(item, seen) for item in items))
+    if isinstance(value, dict):
+        return ("dict", tuple((repr(k), snapshot(v, seen)) for k, v in value.items()))
+    if callable(value) or isinstance(value, type) or type(value).__module__ == "builtins":
+        return ("object", id(value))
+    if hasattr(value, "__dict__"):
+        return (type(value).__name__, tuple((k, snapshot(v, seen)) for k, v in vars(value).items()))
+    return ("object", id(value))
 
 
 def replayable(models, params):
@@ -259,14 +317,16 @@ def mark(value, depth=1):
     return ("object", id(value), len(value) if isinstance(value, (list, tuple, dict, set)) else None)
 
 
-def differing(summed, eager_summed, grads, eager_grads, buffers, eager_buffers, rng, eager_rng):
+def differing(summed, eager_summed, grads, eager_grads, tensors, eager_tensors, rng, eager_rng):
     """'' where the replay equals the eager step bit for bit, else what differs."""
     if not torch.equal(summed, eager_summed):
         return "the loss"
-    if len(grads) != len(eager_grads) or not all(torch.equal(g, e) for g, e in zip(grads, eager_grads)):
+    if len(grads) != len(eager_grads) or not all(
+        e is not None and torch.equal(g, e) for g, e in zip(grads, eager_grads)
+    ):
         return "a gradient"
-    if not all(torch.equal(b, e) for b, e in zip(buffers, eager_buffers)):
-        return "a buffer"
+    if not all(torch.equal(t, e) for t, e in zip(tensors, eager_tensors)):
+        return "a parameter, buffer or batch it writes into"
     if not torch.equal(rng, eager_rng):
         return "the random generator's state"
     return ""

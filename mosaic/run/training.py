@@ -76,6 +76,7 @@ class Pipeline:
         # the training step traced once and replayed (mosaic/run/traced.py): CPU runs, unless the ini says not
         self.traced_step = experiment.process.traced_step and torch.device(device).type == "cpu"
         self.tracer = None  # train_epoch's StepTracer once made, False where the step stays eager
+        self.log = print  # train_run's log: train.log in a job
 
     def _prepare_data(self):
         data = None
@@ -207,7 +208,9 @@ def batch_source(loader, device, limit=None):
     """A function giving the batches of one epoch.
 
     A DataLoader reading a TensorDataset in order yields the same batches every epoch: they are
-    collated and moved to the device once, which removes most of the per-step overhead. Only the
+    collated and moved to the device once, which removes most of the per-step overhead. The result is
+    the plain loop's: each epoch still makes the loader's iterator (it draws a seed from the random
+    generator), and batches that a step changed in place are read afresh from the loader. Only the
     plain case qualifies: a TensorDataset subclass, a custom batch_sampler or collate_fn may give
     different batches each epoch (augmentation, random batching). The cache is bounded: a dataset
     larger than `limit` bytes (None: default_cache_limit) is streamed batch by batch instead.
@@ -224,12 +227,29 @@ def batch_source(loader, device, limit=None):
     if fixed:
         limit = default_cache_limit(device) if limit is None else limit
         fixed = sum(t.numel() * t.element_size() for t in loader.dataset.tensors) <= limit
-    if fixed:
-        batches = [to_device(checked_pair(batch), device) for batch in loader]
-        if not batches:
-            raise MosaicError("a data loader is empty")
-        return lambda: batches
-    return lambda: (to_device(checked_pair(batch), device) for batch in loader)
+    if not fixed:
+        return lambda: (to_device(checked_pair(batch), device) for batch in loader)
+    generator = loader.generator or torch.default_generator
+    state = generator.get_state()
+    batches = [to_device(checked_pair(batch), device) for batch in loader]
+    generator.set_state(state)  # as if the loader had not been read yet
+    if not batches:
+        raise MosaicError("a data loader is empty")
+    versions = [(tensor, tensor._version) for batch in batches for tensor in batch if isinstance(tensor, torch.Tensor)]
+    cached = [True]
+
+    def epoch():
+        """The cached batches while no step changed them in place (a forward that writes into its input
+        would see its own writes again): from then on the loader's fresh batches, as a plain loop reads them.
+        Either way the loader's iterator is made, which draws its seed from the random generator."""
+        if cached[0] and any(tensor._version != version for tensor, version in versions):
+            cached[0] = False
+        if not cached[0]:
+            return (to_device(checked_pair(batch), device) for batch in loader)
+        iter(loader)
+        return batches
+
+    return epoch
 
 
 def checked_pair(batch):
@@ -302,16 +322,11 @@ def train_epoch(pipeline, batches, optimizer):
     pipeline.train_mode(True)
     reduction = getattr(pipeline.loss_fn, "reduction", "mean")
     total, count = 0.0, 0
-    check_graph = getattr(optimizer, "check_graph", None)  # a RunOptimizer's, before its first step
 
     def eager(x, y):
         """Forward, loss and backward as written; the batch's summed loss."""
-        nonlocal check_graph
         loss, summed = per_sample(batch_loss(pipeline.loss_fn, pipeline.forward(x), y), batch_size(y), reduction)
         if loss.requires_grad:
-            if check_graph is not None:
-                check_graph(loss)
-                check_graph = None
             backward(loss)
         elif not pipeline.has_custom_backward:
             # nothing would learn, and the run would still be reported done
@@ -328,22 +343,23 @@ def train_epoch(pipeline, batches, optimizer):
         optimizer.step()
         total += summed
         count += batch_size(y)
-        if tracer is None and getattr(pipeline, "traced_step", False):  # the optimizer's layout is settled now
-            tracer = pipeline.tracer = step_tracer(pipeline, optimizer, reduction)
+        if tracer is None and getattr(pipeline, "traced_step", False):  # from the second step on
+            tracer = pipeline.tracer = step_tracer(pipeline, reduction)
+            if not tracer:
+                pipeline.log("traced step: not tried: a model that is not a torch module, a custom backward or a"
+                             " backward hook")
     if count == 0:
         raise MosaicError("the train loader gave no batch")
     return float(total / count)
 
 
-def step_tracer(pipeline, optimizer, reduction):
+def step_tracer(pipeline, reduction):
     """A StepTracer (mosaic/run/traced.py) where the step can be replayed, else False (the eager step)."""
-    groups = getattr(optimizer, "groups", None)
-    if not groups or pipeline.has_custom_backward:
+    if pipeline.has_custom_backward:
         return False
     from mosaic.run.traced import StepTracer, replayable
 
-    return replayable(pipeline.models, [param for _, params in groups for param in params]) and StepTracer(
-        pipeline, groups, reduction)
+    return replayable(pipeline.models, pipeline.parameters) and StepTracer(pipeline, reduction)
 
 
 @torch.no_grad()
@@ -494,10 +510,9 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     make_deterministic(device, experiment.process.deterministic)
     seed_everything(run.seed)
     pipeline = Pipeline(run, experiment, device)
-    optimizer = make_optimizer(experiment, pipeline.parameters, pipeline.models,
-                               flat=not pipeline.has_custom_backward)
-    # before the checkpoint's RNG state is restored: making the cached batches iterates a DataLoader,
-    # which draws from the torch RNG, as it did before epoch 1 of the run being continued
+    pipeline.log = log
+    optimizer = make_optimizer(experiment, pipeline.parameters)
+    # making the cached batches reads the loaders and leaves the random generators as they were
     limit = experiment.monitor.batch_cache_limit
     train_batches = batch_source(pipeline.train_loader, device, limit)
     test_batches = batch_source(pipeline.test_loader, device, limit)
@@ -520,6 +535,10 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         except TypeError:  # a loader without a length (an IterableDataset): its epochs are not known
             steps = 0
         pipeline.traced_step = steps >= MIN_STEPS
+        if not pipeline.traced_step:
+            log(f"traced step: not tried: {steps} steps to train, fewer than the {MIN_STEPS} a trace pays for")
+    elif experiment.process.traced_step:
+        log(f"traced step: not tried: the step is traced on the CPU only, this run is on {device}")
     diverged = False
     for epoch in range(len(rows) + 1, target + 1):
         tick = time.perf_counter()
