@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: setup tutorial test test-fast lint benchmark benchmark-quick clean
+.PHONY: setup tutorial test test-fast journey lint benchmark benchmark-quick clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,11 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not slurm" tests
+
+# A wheel installed with torch 2.13.0 and nothing else into a fresh environment, then the README's commands
+# from a temporary folder, every output checked (.ci/run makes it before `make test`; about 2 minutes).
+journey:
+	bash .ci/journey
 
 lint: setup
 	$(BIN)/ruff check mosaic tests benchmarks
