@@ -130,6 +130,12 @@ def freeze_when(process, folder, pattern, timeout):
     return False
 
 
+def wait_for(process, pattern, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None and not glob.glob(pattern):
+        time.sleep(0.01)
+
+
 def running(exp):
     """True when mosaic_status lists a run under Running."""
     return re.search(r"^Running\n\t\[", exp.command("mosaic_status").stdout, flags=re.M) is not None
@@ -147,7 +153,8 @@ def test_kill_9_at_random_moments_then_resume_equals_a_clean_run(tmp_path):
         if moment == "random":
             time.sleep(random.uniform(0.5, 5))
             landed.append(moment)
-        elif moment == "checkpoint":
+        elif moment == "checkpoint":  # a second checkpoint's write: the run is left with its first one
+            wait_for(process, str(exp.runs_dir() / "*" / "checkpoint.pt"), 120)
             if freeze_when(process, exp.folder, str(exp.runs_dir() / "*" / "checkpoint.pt.tmp*"), 120):
                 landed.append(moment)
         elif freeze_when(process, exp.folder, str(exp.runs_dir() / ".database-cache" / "*.db.tmp*"), 600):
