@@ -197,7 +197,7 @@ def test_compare_command(db_path, tmp_path, capsys):  # noqa: F811
 def test_critical_difference_plot_leaves_the_backend_alone(tmp_path):
     import matplotlib
 
-    from mosaic.results.plots import _cliques, draw_critical_difference, render_critical_difference
+    from mosaic.results.compare_plots import _cliques, draw_critical_difference, render_critical_difference
 
     backend = matplotlib.get_backend()
     ranks = cmp.Ranks(["a", "b", "c"], [1.2, 2.0, 2.8], 5, 0.04, 1.48)
@@ -279,7 +279,7 @@ def test_mosaic_run_names_the_clearly_better_architecture(tmp_path):
 
 
 def test_values_and_curves_plots_draw_their_csv(db_path, tmp_path):  # noqa: F811
-    from mosaic.results.plots import draw_curves, draw_values
+    from mosaic.results.compare_plots import draw_curves, draw_values
 
     out = tmp_path / "o"
     cmp.run_compare(db_path, str(out))

@@ -12,15 +12,15 @@ from conftest import fake_module
 
 from mosaic.errors import MosaicError
 from mosaic.results.database import build
+from mosaic.results.figures import render_message
+from mosaic.results.figures import short_float as _short_float
+from mosaic.results.figures import use_log_scale as _use_log_scale
 from mosaic.results.lossplot import loss_panels, plotloss, render_plotloss, render_plotloss_message
 from mosaic.results.plots import (
     METAPLOT_CSV_COLUMNS,
-    _short_float,
-    _use_log_scale,
     draw_metaplot,
     metaplot,
     metaplot_data,
-    render_message,
     render_metaplot,
 )
 from mosaic.runfiles import ERROR, LOSSES, RESULT, format_losses, run_dir, run_file

@@ -748,7 +748,8 @@ def write_outputs(db_path, out_dir, comparisons, ranks, value):
     _write_csv(paths["groups"], group_rows(comparisons), GROUP_COLUMNS)
     markdown = f"# Which architecture wins on {value}\n\n" + report(comparisons, ranks, markdown_table)
     write_atomic(paths["markdown"], markdown)
-    from mosaic.results.plots import _save, draw_curves, draw_values, render_critical_difference
+    from mosaic.results.compare_plots import draw_curves, draw_values, render_critical_difference
+    from mosaic.results.figures import save as _save
 
     render_critical_difference(ranks, paths["diagram"], value)
     _save(draw_values(comparisons, value), paths["values"])
@@ -773,7 +774,8 @@ def write_placeholders(out_dir, value, message):
     _write_csv(paths["groups"], [], GROUP_COLUMNS)
     with open(paths["markdown"], "w") as out:
         out.write(f"# Which architecture wins on {value}\n\n{message}\n")
-    from mosaic.results.plots import _save, draw_message
+    from mosaic.results.figures import draw_message
+    from mosaic.results.figures import save as _save
 
     for name in ("diagram", "values", "curves"):
         _save(draw_message(message), paths[name])

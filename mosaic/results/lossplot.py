@@ -12,7 +12,11 @@ from contextlib import closing
 
 from mosaic.errors import MosaicError
 from mosaic.results.database import open_db, select_run_ids
-from mosaic.results.plots import _figure, _short_float, _use_log_scale, _write_atomic, render_message
+from mosaic.results.figures import figure as _figure
+from mosaic.results.figures import render_message
+from mosaic.results.figures import short_float as _short_float
+from mosaic.results.figures import use_log_scale as _use_log_scale
+from mosaic.results.figures import write_atomic as _write_atomic
 
 INDICATORS = ("overfit", "trainability", "slope")
 PAGE_DPI = 100  # a 3 x 3 page is 1200 x 1050 pixels
