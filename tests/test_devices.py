@@ -22,8 +22,9 @@ from mosaic import runfiles
 from mosaic.errors import MosaicError
 from mosaic.experiment import load_experiment
 from mosaic.run import devices
+from mosaic.run.batches import batch_source, to_device
 from mosaic.run.devices import acquire_slot, select_device, visible_gpus
-from mosaic.run.training import Pipeline, batch_source, to_device, train_run
+from mosaic.run.training import Pipeline, train_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TWO = ["cuda:0", "cuda:1"]

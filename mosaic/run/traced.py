@@ -34,6 +34,8 @@ import sys
 
 import torch
 
+from mosaic.run.loss import batch_loss, batch_size, per_sample
+
 MAX_SHAPES = 4  # batch shapes traced in a run (a partial last batch is a second one)
 MIN_STEPS = 2000  # training steps a run must have left to be traced (a trace costs some 400 small steps)
 FAST = (torch._C._VariableFunctions, torch._C._nn, torch._C._linalg, torch._C._special, torch._C._fft)
@@ -121,8 +123,6 @@ class StepTracer:
         import copy
 
         from torch.fx.experimental.proxy_tensor import make_fx
-
-        from mosaic.run.training import batch_loss, batch_size, per_sample
 
         pipeline, reduction = self.pipeline, self.reduction
         memo = {}

@@ -4,22 +4,27 @@ import math
 import os
 import platform
 import random
-import shutil
-import sys
 import time
 
 import numpy as np
 import torch
 
-import mosaic
 from mosaic import runfiles
 from mosaic.errors import MosaicError
 from mosaic.experiment.spec import IDENTITY_PROCESS_KEYS
+from mosaic.run.batches import batch_source
+from mosaic.run.checkpoint import (
+    load_checkpoint,
+    remove_user_models,
+    save_checkpoint,
+    save_user_models_for,
+    set_rng_state,
+)
 from mosaic.run.classes import construct, load_class, takes_run_info
+from mosaic.run.loss import backward, batch_loss, batch_size, per_sample
 from mosaic.run.metrics import Metrics
 from mosaic.run.optimizer import make_optimizer
-
-CHECKPOINT_FORMAT = 2  # 2: random states without numpy arrays (weights_only loading)
+from mosaic.version import version
 
 
 def seed_everything(seed):
@@ -196,128 +201,6 @@ def make_loss(experiment):
     return cls()
 
 
-def to_device(batch, device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(item, device) for item in batch)
-    return batch
-
-
-def batch_source(loader, device, limit=None):
-    """A function giving the batches of one epoch.
-
-    A DataLoader reading a TensorDataset in order yields the same batches every epoch: they are
-    collated and moved to the device once, which removes most of the per-step overhead. The result is
-    the plain loop's: each epoch still makes the loader's iterator (it draws a seed from the random
-    generator), and batches that a step changed in place are read afresh from the loader. Only the
-    plain case qualifies: a TensorDataset subclass, a custom batch_sampler or collate_fn may give
-    different batches each epoch (augmentation, random batching). The cache is bounded: a dataset
-    larger than `limit` bytes (None: default_cache_limit) is streamed batch by batch instead.
-    """
-    data = torch.utils.data
-    fixed = (
-        isinstance(loader, data.DataLoader)
-        and type(loader.dataset) is data.TensorDataset
-        and type(loader.batch_sampler) is data.BatchSampler
-        and type(loader.batch_sampler.sampler) is data.SequentialSampler
-        and loader.collate_fn is data.default_collate
-        and loader.num_workers == 0
-    )
-    if fixed:
-        limit = default_cache_limit(device) if limit is None else limit
-        fixed = sum(t.numel() * t.element_size() for t in loader.dataset.tensors) <= limit
-    if not fixed:
-        return lambda: (to_device(checked_pair(batch), device) for batch in loader)
-    generator = loader.generator or torch.default_generator
-    state = generator.get_state()
-    batches = [to_device(checked_pair(batch), device) for batch in loader]
-    generator.set_state(state)  # as if the loader had not been read yet
-    if not batches:
-        raise MosaicError("a data loader is empty")
-    versions = [(tensor, tensor._version) for batch in batches for tensor in batch if isinstance(tensor, torch.Tensor)]
-    cached = [True]
-
-    def epoch():
-        """The cached batches while no step changed them in place (a forward that writes into its input
-        would see its own writes again): from then on the loader's fresh batches, as a plain loop reads them.
-        Either way the loader's iterator is made, which draws its seed from the random generator."""
-        if cached[0] and any(tensor._version != version for tensor, version in versions):
-            cached[0] = False
-        if not cached[0]:
-            return (to_device(checked_pair(batch), device) for batch in loader)
-        iter(loader)
-        return batches
-
-    return epoch
-
-
-def checked_pair(batch):
-    """A batch must be (inputs, targets); say so plainly rather than 'too many values to unpack'."""
-    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        size = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else f"a {type(batch).__name__}"
-        raise MosaicError(f"a data loader gave a batch of {size}; each batch must be (inputs, targets)")
-    return batch
-
-
-def default_cache_limit(device):
-    """A quarter of the memory free on `device` (the train and test caches share it with the model)."""
-    if str(device).startswith("cuda"):
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return free // 4
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 4
-    except (OSError, ValueError, IndexError):
-        pass
-    return 1 << 30
-
-
-def backward(loss):
-    """loss.backward() for a scalar loss: the root gradient and the call of the autograd engine that
-    torch.autograd.backward makes, without its Python argument handling (18 us of the tutorial's step)."""
-    if _engine_run_backward is None or type(loss) is not torch.Tensor or loss.dim() != 0:
-        loss.backward()  # a tensor subclass, an older torch, or no scalar: torch's own call
-        return
-    _engine_run_backward((loss,), (torch.ones_like(loss, memory_format=torch.preserve_format),), False, False, (),
-                         allow_unreachable=True, accumulate_grad=True)
-
-
-_engine_run_backward = getattr(torch.autograd.graph, "_engine_run_backward", None)  # torch >= 2.3
-
-
-def batch_loss(loss_fn, prediction, target):
-    """loss(prediction, target), squeezing singleton dimensions when only they differ."""
-    if prediction.shape != target.shape:
-        squeezed = prediction.squeeze(), target.squeeze()
-        if squeezed[0].shape == squeezed[1].shape:
-            prediction, target = squeezed
-    return loss_fn(prediction, target)
-
-
-def batch_size(target):
-    """Samples in a batch: the first dimension of its target (1 for a scalar or a non-tensor)."""
-    return target.shape[0] if isinstance(target, torch.Tensor) and target.dim() > 0 else 1
-
-
-def per_sample(loss, samples, reduction):
-    """(the loss to backpropagate, the batch's loss summed over its samples).
-
-    An epoch's loss is the per-sample mean: each batch weighs its number of samples, so a partial last
-    batch counts for what it holds. reduction "mean" (torch's default, and assumed for a loss class
-    without a `reduction` attribute): the batch mean times its samples; "sum": the loss as it is;
-    "none" (one loss per element): their mean is backpropagated and counted like "mean".
-    """
-    if loss.dim() > 0:
-        loss = loss.mean()
-        reduction = "mean"
-    if reduction == "sum" or samples == 1:
-        return loss, loss.detach()
-    return loss, loss.detach() * samples
-
-
 def train_epoch(pipeline, batches, optimizer):
     pipeline.train_mode(True)
     reduction = getattr(pipeline.loss_fn, "reduction", "mean")
@@ -380,97 +263,6 @@ def evaluate(pipeline, batches, collect=None):
     return float(total / count)
 
 
-def rng_state():
-    """The random generators' states, made only of tensors, numbers and lists: loadable with weights_only=True."""
-    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    numpy_state = [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss),
-                   float(cached_gaussian)]
-    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    """Restore rng_state(); its tensors may have been loaded onto a GPU (map_location), the setters want them
-    on the CPU."""
-    random.setstate(tuple(state["python"]))
-    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
-    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([cuda_state.cpu() for cuda_state in state["cuda"]])
-
-
-USER_MODELS_PREFIX = "checkpoint_models_"
-
-
-def save_user_models_for(folder, pipeline, epoch):
-    """The models that save themselves (save_model), saved for the checkpoint of `epoch` into a
-    folder of their own, complete before it is renamed into place: a process killed at any moment
-    leaves the previous checkpoint's models intact. Returns the folder's name, or None."""
-    if not pipeline.saves_itself():
-        return None
-    name = f"{USER_MODELS_PREFIX}{epoch}"
-    final = os.path.join(folder, name)
-    tmp = f"{final}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    pipeline.save_user_models(tmp)
-    shutil.rmtree(final, ignore_errors=True)  # left by an attempt killed before its checkpoint
-    os.replace(tmp, final)
-    return name
-
-
-def remove_user_models(folder, keep=None):
-    """Remove the checkpoint model folders but `keep` (the one the current checkpoint names)."""
-    for entry in os.listdir(folder):
-        if entry.startswith(USER_MODELS_PREFIX) and entry != keep:
-            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
-
-
-def save_checkpoint(path, run, pipeline, optimizer, rows, duration, identity=None, user_models=None,
-                    metric_rows=()):
-    """A checkpoint; `user_models`: the folder (in the run's) holding the models that save
-    themselves, None for the run's folder itself (the final model)."""
-    state = {
-        "user_models": user_models,
-        "format": CHECKPOINT_FORMAT,
-        "run_hash": run.run_hash,
-        "identity": identity,
-        "seed": run.seed,
-        "epoch": len(rows),
-        "losses": rows,
-        "metrics": list(metric_rows),
-        "duration_s": duration,
-        "models": pipeline.state(),
-        "optimizer": optimizer.state_dict(),
-        "rng": rng_state(),
-    }
-    with runfiles.replacing(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path, run, device, identity=None):
-    """A checkpoint of this run, or None when there is none, or it belongs to another run, or to
-    this run before its code changed (`identity`, see mosaic/experiment/spec.py)."""
-    if not os.path.exists(path):
-        return None
-    try:
-        # weights_only: a checkpoint holds tensors, numbers and lists only, so a runs folder someone else
-        # wrote cannot run code here; one that does not load that way (or an older format) is not used
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # torch raises several types for a foreign or damaged file
-        print(f"mosaic: {path}: not used ({type(error).__name__}: {str(error).splitlines()[0][:200]})",
-              file=sys.stderr, flush=True)
-        return None
-    if state.get("format") != CHECKPOINT_FORMAT or state.get("run_hash") != run.run_hash:
-        return None
-    if identity is not None and state.get("identity") != identity:
-        return None
-    return state
-
-
 def describe_run(experiment, run):
     """What result.json says of a run trained without a spec (see mosaic/experiment/spec.py)."""
     process = experiment.process
@@ -485,7 +277,7 @@ def describe_run(experiment, run):
 
 
 def versions():
-    return {"python": platform.python_version(), "torch": torch.__version__, "mosaic": mosaic.__version__}
+    return {"python": platform.python_version(), "torch": torch.__version__, "mosaic": version()}
 
 
 def train_run(experiment, run, device="cpu", target_epochs=None, log=print, device_name=None,
