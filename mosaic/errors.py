@@ -1,6 +1,6 @@
 """The errors users see: each type carries its fields and formats one line, 'PLACE: what went wrong'.
 
-The command line maps each type to an exit status in one table (mosaic/ops/cli.py, EXIT_CODES).
+The command line maps each type to an exit status in one table (EXIT_CODES, below).
 """
 
 
@@ -87,3 +87,16 @@ class PausedError(MosaicError):
     def __init__(self, remaining, message):
         self.remaining = remaining
         super().__init__(message)
+
+
+# The exit status of each kind of failure, most specific first. argparse's usage errors exit 2 too.
+EXIT_CODES = (
+    (RunError, 1),  # runs failed, or Snakemake did
+    (BusyError, 3),  # another process works in the same folder or run
+    (PausedError, 4),  # paused with runs left to train: mosaic_resume finishes them
+    (MosaicError, 2),  # bad input: usage, ini, class file, database
+)
+
+
+def exit_code(error):
+    return next(code for kind, code in EXIT_CODES if isinstance(error, kind))

@@ -11,9 +11,10 @@ from mosaic.errors import (
     RunError,
     UsageError,
     UserClassError,
+    exit_code,
 )
 from mosaic.experiment import load_experiment
-from mosaic.ops.cli import COMMANDS, command, exit_code
+from mosaic.ops.cli import COMMANDS, command
 
 
 def test_config_error_carries_its_place_and_formats_one_line():

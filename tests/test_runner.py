@@ -8,10 +8,9 @@ import pytest
 import yaml
 from conftest import Experiment
 
-from mosaic.errors import PausedError, RunError
+from mosaic.errors import PausedError, RunError, exit_code
 from mosaic.experiment import load_experiment
 from mosaic.ops import progress, runner, session
-from mosaic.ops.cli import exit_code
 from mosaic.ops.paths import workflow_root
 from mosaic.results import status
 from mosaic.runfiles import RunState

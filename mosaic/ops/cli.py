@@ -9,22 +9,9 @@ import functools
 import os
 import sys
 
-from mosaic.errors import BusyError, MosaicError, PausedError, RunError, UsageError
+from mosaic.errors import MosaicError, UsageError, exit_code
 
 COMMANDS = {}
-
-# The exit status of each kind of failure, most specific first. argparse's usage errors exit 2 too.
-EXIT_CODES = (
-    (RunError, 1),  # runs failed, or Snakemake did
-    (BusyError, 3),  # another process works in the same folder or run
-    (PausedError, 4),  # paused with runs left to train: mosaic_resume finishes them
-    (MosaicError, 2),  # bad input: usage, ini, class file, database
-)
-
-
-def exit_code(error):
-    return next(code for kind, code in EXIT_CODES if isinstance(error, kind))
-
 
 def command(function):
     """Register a command; a MosaicError becomes a one-line message and the exit status of its type."""

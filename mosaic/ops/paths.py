@@ -19,3 +19,10 @@ def workflow_root():
 
 def snakefile():
     return os.path.join(workflow_root(), "Snakefile")
+
+
+def relative(path):
+    """`path` relative to the working directory when it lies below it, else absolute."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel

@@ -5,7 +5,7 @@ import os
 
 from mosaic import runfiles
 from mosaic.errors import BusyError
-from mosaic.ops.workflow_helpers import relative
+from mosaic.ops.paths import relative
 from mosaic.results.selection import parse_ids, select_runs
 from mosaic.results.status import states_of
 

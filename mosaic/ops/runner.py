@@ -60,7 +60,7 @@ class Outcome:
         return self.total - self.done
 
     def error(self):
-        """The error this outcome is for the command line (see cli.EXIT_CODES), or None."""
+        """The error this outcome is for the command line (see errors.EXIT_CODES), or None."""
         if self.failed:
             return RunError(f"{len(self.failed)} of {self.total} runs failed", run_ids=self.failed)
         if self.snakemake_status != 0 and not self.paused:
@@ -216,12 +216,12 @@ def plugin_environment(events_fd):
 
 
 def pause_requested(workdir):
-    return os.path.exists(os.path.join(workdir, session.PAUSE_FILE))
+    return os.path.exists(os.path.join(workdir, runfiles.PAUSE_FILE))
 
 
 def request_pause():
     os.makedirs(session.STATE_DIR, exist_ok=True)
-    open(session.PAUSE_FILE, "w").close()
+    open(runfiles.PAUSE_FILE, "w").close()
 
 
 def run_snakemake(command, log_path, display, tracker, workdir):
@@ -335,8 +335,8 @@ def run(plan, out=None):
     check_outputs(plan, experiment)
     with session_lock():
         state = session.save(plan.ini, plan.database, plan.plots, cores=plan.cores, profile=plan.profile)
-        if os.path.exists(session.PAUSE_FILE):
-            os.remove(session.PAUSE_FILE)
+        if os.path.exists(runfiles.PAUSE_FILE):
+            os.remove(runfiles.PAUSE_FILE)
         clear_stale_snakemake_lock(state["workdir"], write_config_file(run_config(state), CONFIG_FILE))
         forcerun = list(plan.prepare(experiment)) if plan.prepare else []
         if plan.rebuild_only:

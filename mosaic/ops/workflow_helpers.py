@@ -11,7 +11,7 @@ import shlex
 import sys
 
 from mosaic import runfiles
-from mosaic.errors import MosaicError
+from mosaic.errors import MosaicError, exit_code
 from mosaic.experiment import load_experiment
 from mosaic.ops.paths import PACKAGE
 from mosaic.ops.specs import write_run_specs  # noqa: F401 (used by workflow/rules/common.smk)
@@ -19,8 +19,6 @@ from mosaic.ops.specs import write_run_specs  # noqa: F401 (used by workflow/rul
 
 def exit_with(message):
     """A one-line error, no traceback, and the command line's exit status for it."""
-    from mosaic.ops.cli import exit_code
-
     print(f"mosaic: {message}", file=sys.stderr)
     sys.exit(exit_code(message) if isinstance(message, MosaicError) else 1)
 
@@ -77,13 +75,6 @@ def check_metaplot_values(values):
         return (f"config metaplot_values: unknown value '{unknown[0]}': expected one of "
                 + ", ".join(METAPLOT_VALUES))
     return None
-
-
-def relative(path):
-    """`path` relative to the working directory when it lies below it, else absolute."""
-    path = os.path.abspath(path)
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
 
 
 def result_files(experiment, runs_dir, partial=False, also=()):

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)  # a plain checkout: the mosaic package sits beside the Snakefile
 
 from mosaic.ops import workflow_helpers as helpers
+from mosaic.ops.paths import relative
 
 try:
     validate(config, "../schemas/config.schema.yaml")  # also fills in the defaults
@@ -25,7 +26,7 @@ if workflow.is_main_process:  # not again in each cluster job
 shell.prefix(helpers.job_shell_prefix(own_environment=not helpers.uses_conda(workflow)))
 
 INI = os.path.abspath(config["ini"])
-RUNS = helpers.relative(EXPERIMENT.process.run_files_path)
+RUNS = relative(EXPERIMENT.process.run_files_path)
 DATABASE = config["database"]
 PLOTS = config["plots"]
 LOGS = config["logs"]
