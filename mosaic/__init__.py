@@ -7,18 +7,13 @@ run, torch), `results` (database, statistics, plots; no torch), `ops` (commands 
 
 
 def __getattr__(name):
-    """`mosaic.__version__`, read from the package metadata on first use: importlib.metadata costs
-    tens of milliseconds, which every training job would pay at start-up."""
+    """`mosaic.__version__`, read on first use (mosaic/version.py)."""
     if name != "__version__":
         raise AttributeError(f"module 'mosaic' has no attribute {name!r}")
-    from importlib import metadata
+    from mosaic.version import version
 
-    try:
-        version = metadata.version("mosaic-snakemake")
-    except metadata.PackageNotFoundError:  # a plain checkout on PYTHONPATH, not installed
-        version = "0+unknown"
-    globals()["__version__"] = version
-    return version
+    globals()["__version__"] = version()
+    return globals()["__version__"]
 
 
 def download_file(url, path):

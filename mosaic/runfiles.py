@@ -39,6 +39,10 @@ LOCK = "running.lock"
 CONTINUE = "continue.json"
 METRICS = "metrics.tsv"
 
+# the folder an experiment is launched from keeps its session state in .mosaic/ (mosaic/ops/session.py)
+STATE_DIR = ".mosaic"
+PAUSE_FILE = os.path.join(STATE_DIR, "pause")  # mosaic_pause: jobs start no new run while it exists
+
 LOSS_HEADER = "epoch\ttrain_loss\ttest_loss\tseconds"
 
 

@@ -8,9 +8,8 @@ import os
 from mosaic import runfiles
 from mosaic.errors import ConfigError, UsageError
 
-STATE_DIR = ".mosaic"
+STATE_DIR = runfiles.STATE_DIR
 STATE_FILE = os.path.join(STATE_DIR, "experiment.json")
-PAUSE_FILE = os.path.join(STATE_DIR, "pause")
 
 
 def save(ini, database, plots, cores=None, profile=None):

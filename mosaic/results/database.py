@@ -25,7 +25,6 @@ import os
 import sqlite3
 from contextlib import closing
 
-from mosaic import __version__
 from mosaic.errors import DatabaseError
 from mosaic.results.indicators import indicators
 from mosaic.results.selection import (  # noqa: F401 (PROCESS_TYPE, parse_ids: kept for importers)
@@ -53,6 +52,7 @@ from mosaic.runfiles import (
     replacing,
     run_file,
 )
+from mosaic.version import version
 
 SCHEMA_VERSION = 2  # 2: losses and metrics are WITHOUT ROWID tables (one B-tree each, half the writes)
 READABLE_VERSIONS = ("1", "2")  # the same tables and columns: a database of either version can be read
@@ -346,7 +346,7 @@ def _insert_meta(db, experiment):
         "ini_path": os.path.abspath(experiment.ini_path),
         "run_files_path": experiment.process.run_files_path,
         "built_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "mosaic_version": __version__,
+        "mosaic_version": version(),
         "epoch_loss": EPOCH_LOSS,
     }
     db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])

@@ -18,7 +18,6 @@ from mosaic import runfiles
 from mosaic.errors import MosaicError
 from mosaic.experiment import load_experiment
 from mosaic.experiment.spec import describe, experiment_of, identity
-from mosaic.ops.session import PAUSE_FILE
 
 
 def target_epochs(folder):
@@ -136,7 +135,7 @@ def main(argv=None):
     parser.add_argument("run", nargs="+", metavar="SPEC_FILE | INI RUN_HASH")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if os.path.exists(PAUSE_FILE):  # mosaic_pause: start no new run; Snakemake retries it later
+    if os.path.exists(runfiles.PAUSE_FILE):  # mosaic_pause: start no new run; Snakemake retries it later
         print(f"mosaic: paused, run {args.run[-1]} not started", file=sys.stderr)
         return 3
     try:
