@@ -4,6 +4,7 @@ import json
 import math
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import BIN, ROOT, Experiment, command_env, pdf_pages, png_size, small_settings
@@ -166,6 +167,56 @@ def test_experiment_layer_uses_the_standard_library_only():
             "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))")
     loaded = subprocess.run([str(BIN / "python"), "-c", code], check=True, cwd=ROOT, capture_output=True, text=True)
     assert loaded.stdout.strip() == "['mosaic']"
+
+
+# The floors of mosaic/, lowest first (README.md, "Layout"): a module imports its own floor or lower ones, and
+# never the other room of its floor (run and results are independent). mosaic/__init__.py and mosaic/lib.py (the
+# original's helpers for user code) are the roof.
+FLOORS = {"errors": 0, "runfiles": 0, "version": 0, "experiment": 1, "run": 2, "results": 2, "ops": 3}
+
+
+def mosaic_imports():
+    """{module: the mosaic modules it imports, at the top or inside a function}, by reading the code."""
+    import ast
+
+    found = {}
+    for path in (ROOT / "mosaic").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mosaic") and not node.level:
+                for alias in node.names:  # `from mosaic import runfiles` names a module; `from mosaic.x import f` not
+                    module = f"{node.module}.{alias.name}"
+                    is_module = (ROOT / Path(*module.split("."))).with_suffix(".py").exists()
+                    targets.add(module if is_module else node.module)
+            elif isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names if alias.name.startswith("mosaic.")}
+        found[name] = targets - {"mosaic", name}
+    return found
+
+
+def floor(module):
+    parts = module.split(".")
+    return (parts[1], FLOORS[parts[1]]) if len(parts) > 1 and parts[1] in FLOORS else ("roof", 9)
+
+
+def test_no_import_runs_up_a_floor_and_no_circle():
+    imports = mosaic_imports()
+    upward = [(a, b) for a, targets in imports.items() for b in targets
+              if floor(b)[1] > floor(a)[1] or (floor(b)[1] == floor(a)[1] and floor(b)[0] != floor(a)[0])]
+    assert upward == []
+    # a circle: a module that reaches itself through the imports
+    def reached(start):
+        seen, stack = set(), list(imports.get(start, ()))
+        while stack:
+            module = stack.pop()
+            if module not in seen:
+                seen.add(module)
+                stack.extend(imports.get(module, ()))
+        return seen
+
+    assert [module for module in imports if module in reached(module)] == []
 
 
 @pytest.mark.slow
