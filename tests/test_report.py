@@ -198,7 +198,8 @@ def test_mosaic_run_report_without_pygments_exits_1_and_keeps_the_database_and_p
 
 def test_report_of_an_experiment_never_run_is_a_one_line_error(tmp_path, monkeypatch):
     from mosaic.errors import MosaicError
-    from mosaic.ops.report import default_report, write_report
+    from mosaic.ops.paths import default_report
+    from mosaic.ops.report import write_report
 
     for name in ("experiment.ini", "classes.py"):
         shutil.copy(ROOT / ".test" / name, tmp_path / name)

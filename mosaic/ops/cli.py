@@ -10,6 +10,8 @@ import os
 import sys
 
 from mosaic.errors import MosaicError, UsageError, exit_code
+from mosaic.ops.paths import default_plots, default_report
+from mosaic.results.selection import STATUSES
 
 COMMANDS = {}
 
@@ -43,15 +45,10 @@ def parser_for(function, **kwargs):
     )
 
 
-def default_plots(database):
-    stem, _ = os.path.splitext(os.path.abspath(database))
-    return f"{stem}_plots"
-
-
 def add_selectors(parser):
     """-id / -status / -param, shared by mosaic_rerun and mosaic_plotloss."""
     parser.add_argument("-id", dest="ids", help="'all', '5', '1-3,7'")
-    parser.add_argument("-status", choices=("done", "error", "running", "pending"), help="runs with this status")
+    parser.add_argument("-status", choices=STATUSES, help="runs with this status")
     parser.add_argument("-param", nargs=2, metavar=("NAME", "VALUE"),
                         help="runs whose parameter NAME (or TYPE.NAME) equals VALUE")
 
@@ -93,7 +90,7 @@ def mosaic_run(argv):
                        profile=args.profile, dry_run=args.dry_run, extra=tuple(extra))
     outcome = runner.run(plan)
     if args.report is not None and not args.dry_run and os.path.exists(args.database):
-        from mosaic.ops.report import default_report, write_report
+        from mosaic.ops.report import write_report
 
         report = write_report(args.ini, args.database, plots, args.report or default_report(args.database))
         print(f"mosaic: report {report}")

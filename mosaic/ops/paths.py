@@ -26,3 +26,17 @@ def relative(path):
     path = os.path.abspath(path)
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
+
+
+def beside(database, suffix):
+    """What a command writes next to a database, named after its stem: <stem>_plots, <stem>_report.html."""
+    stem, _ = os.path.splitext(os.path.abspath(database))
+    return f"{stem}{suffix}"
+
+
+def default_plots(database):
+    return beside(database, "_plots")
+
+
+def default_report(database):
+    return beside(database, "_report.html")

@@ -16,12 +16,6 @@ REPORT_MODULES = ("pygments", "jinja2", "docutils")
 MISSING_MODULE = re.compile(r"Python package (\w+) must be installed|No module named '(\w+)")
 
 
-def default_report(database):
-    """<database stem>_report.html, next to the database (as <stem>_plots)."""
-    stem, _ = os.path.splitext(os.path.abspath(database))
-    return f"{stem}_report.html"
-
-
 def missing_modules(names=REPORT_MODULES):
     """The modules of `names` that this interpreter (the one that runs Snakemake) cannot import."""
     missing = []
