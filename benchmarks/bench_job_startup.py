@@ -20,11 +20,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(1, os.path.join(REPO, "tests"))
-from conftest import TUTORIAL_INI, set_key  # noqa: E402
-
 from mosaic.experiment import load_experiment  # noqa: E402
 from mosaic.ops.specs import write_run_specs  # noqa: E402
+from tests.fakes import TUTORIAL_INI, set_key  # noqa: E402
 
 PROBE = (
     "import sys, time; t = time.perf_counter(); from mosaic.run import job; job.locate(sys.argv[1:]);"

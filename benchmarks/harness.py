@@ -5,13 +5,15 @@ import datetime
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout
+from tests.fakes import set_key  # noqa: E402  (one ini editor for the tests and the benchmarks)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARE = os.path.join(REPO, "share")
@@ -214,21 +216,6 @@ def timed(function, *args, **kwargs):
 
 # ---------------------------------------------------------------------------------------------------------
 # Experiments and commands
-
-
-def set_key(ini_text, section, key, value):
-    """The ini text with `key = value` set in [section] (added at the section's end when absent)."""
-    lines = ini_text.splitlines()
-    start = lines.index(f"[{section}]")
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
-    for i in range(start + 1, end):
-        if re.match(rf"{re.escape(key)}\s*=", lines[i]):
-            lines[i] = f"{key} = {value}"
-            return "\n".join(lines) + "\n"
-    while end > start + 1 and not lines[end - 1].strip():
-        end -= 1
-    lines.insert(end, f"{key} = {value}")
-    return "\n".join(lines) + "\n"
 
 
 def tutorial_folder(folder, settings):

@@ -1,7 +1,7 @@
 """The names `loss_function` and `optimizer` may take, known without importing torch.
 
 Checking them when the ini is read (not in every job) needs the names of torch's losses and optimizers;
-importing torch for that would make every ini read slow. tests/test_validation.py checks these lists against
+importing torch for that would make every ini read slow. tests/run/test_validation.py checks these lists against
 the installed torch; `python -m mosaic.experiment.torchnames` prints them from it when torch changes.
 """
 

@@ -122,7 +122,7 @@ def build(experiment, db_path, incremental=True, processes=None):
     as a copy (a reflink where the file system makes one), never as the store's own file: what a user
     or mosaic_compare writes into the database stays there. With `incremental`, only the runs whose
     definition or files changed since the store was last built are read again: the result is the same
-    as a full rebuild (tests/test_database.py checks it), at a cost that grows with the runs changed,
+    as a full rebuild (tests/results/test_database.py checks it), at a cost that grows with the runs changed,
     not with the experiment (but for the copy: seconds a gigabyte where the file system has no
     reflinks). A big build reads the runs with `processes` processes (None: one per usable CPU, 8 at
     most) while this one writes. Every step writes a temporary file that then replaces its target, so

@@ -3,7 +3,7 @@ torch's fused kernel where the class has one, so that a run's update is torch's 
 
 Adam, AdamW, SGD and Adagrad are made with fused=True: one kernel call per step over every tensor
 instead of a Python loop over them (a third less per step than the default implementation). Their
-results equal torch.optim's fused implementation bit for bit (tests/test_oracle.py); they differ from
+results equal torch.optim's fused implementation bit for bit (tests/run/test_oracle.py); they differ from
 the default single-tensor implementation in the last bits (about 1e-7 after 200 steps). After torch's
 first step, Adam and AdamW call torch's fused kernel themselves, as torch.optim's step calls it, without
 its Python layers (the same update, bit for bit), on every step where each parameter has a gradient;

@@ -1,0 +1,367 @@
+import csv
+import json
+import math
+import os
+import re
+import statistics
+import struct
+from types import SimpleNamespace
+
+import pytest
+
+from mosaic.errors import MosaicError
+from mosaic.results.database import build
+from mosaic.results.figures import render_message
+from mosaic.results.figures import short_float as _short_float
+from mosaic.results.figures import use_log_scale as _use_log_scale
+from mosaic.results.lossplot import loss_panels, plotloss, render_plotloss, render_plotloss_message
+from mosaic.results.plots import (
+    METAPLOT_CSV_COLUMNS,
+    draw_metaplot,
+    metaplot,
+    metaplot_data,
+    render_metaplot,
+)
+from mosaic.runfiles import ERROR, LOSSES, RESULT, format_losses, run_dir, run_file
+from tests.fakes import fake_module
+
+EPOCHS = 20
+REPLICATES = 4
+WIDTHS = (2, 3, 4)
+DATASETS = ("dataset_OR", "dataset_AND")
+MODELS = ("funnel", "brick")
+
+
+def final_test_loss(dataset, model, width, replicate):
+    base = {"dataset_OR": 0.1, "dataset_AND": 0.2}[dataset] + {"funnel": 0.05, "brick": 0.0}[model]
+    return base / width + 0.01 * replicate
+
+
+def loss_curve(final):
+    """Decreasing test losses ending exactly at `final`."""
+    return [final + 2.0 * (0.7**e - 0.7 ** (EPOCHS - 1)) for e in range(EPOCHS)]
+
+
+def nb_params(model, width):
+    return 10 * width + (1 if model == "funnel" else 0)
+
+
+def write_done(rfp, run_hash, result, train, test):
+    os.makedirs(run_dir(rfp, run_hash))
+    rows = [(e + 1, t, v, 0.1) for e, (t, v) in enumerate(zip(train, test))]
+    with open(run_file(rfp, run_hash, LOSSES), "w") as handle:
+        handle.write(format_losses(rows))
+    with open(run_file(rfp, run_hash, RESULT), "w") as handle:
+        json.dump(result, handle)
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    """2 datasets × 2 models × 3 widths × 4 replicates = 48 runs; types named 'source' and 'learner'.
+
+    Run 1 failed, run 2 never ran (no files), run 3 diverged (nan losses); all others are done.
+    Keys: data_<class> and net_<class>.
+    """
+    rfp = str(tmp_path / ".runs")
+    runs = []
+    for dataset in DATASETS:
+        data = fake_module(dataset, "source", dataset, f"data_{dataset}", [("data_size", 200)])
+        for model in MODELS:
+            for width in WIDTHS:
+                net = fake_module(model, "learner", model, f"net_{model}", [("width", width)])
+                for replicate in range(REPLICATES):
+                    run_id = len(runs) + 1
+                    run = SimpleNamespace(
+                        run_id=run_id,
+                        run_hash=f"h{run_id}",
+                        replicate=replicate,
+                        seed=run_id,
+                        modules=(data, net),
+                        n_data=1,
+                        pipeline=f"{dataset}(200) | {model}({width})",
+                        dataset_key=data.key,
+                        model_key=net.key,
+                    )
+                    runs.append(run)
+                    final = final_test_loss(dataset, model, width, replicate)
+                    test = loss_curve(final)
+                    train = [v - final / 2 for v in test]
+                    if run_id == 3:
+                        train[-1] = test[-1] = math.nan
+                    result = {
+                        "nb_params": nb_params(model, width),
+                        "epochs": EPOCHS,
+                        "duration_s": 10.0 * width,
+                        "device": "cpu",
+                        "diverged": run_id == 3,
+                    }
+                    if run_id == 1:
+                        os.makedirs(run_dir(rfp, run.run_hash))
+                        with open(run_file(rfp, run.run_hash, ERROR), "w") as handle:
+                            handle.write("Traceback\nRuntimeError: x\n")
+                    elif run_id != 2:
+                        write_done(rfp, run.run_hash, result, train, test)
+    process = SimpleNamespace(
+        lr=0.01,
+        epochs=EPOCHS,
+        data_scheme=("source",),
+        pipeline_scheme=("learner",),
+        run_files_path=rfp,
+        loss_function="MSELoss",
+        optimizer="Adam",
+        seed=0,
+        extra=(),
+    )
+    path = str(tmp_path / "mosaic.db")
+    build(SimpleNamespace(ini_path=str(tmp_path / "config.ini"), process=process, runs=tuple(runs)), path)
+    return path
+
+
+def pdf_pages(path):
+    with open(path, "rb") as handle:
+        content = handle.read()
+    assert content.startswith(b"%PDF")
+    return len(re.findall(rb"/Type\s*/Page\b(?!s)", content))
+
+
+def png_size(path):
+    with open(path, "rb") as handle:
+        header = handle.read(24)
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+# ---------------------------------------------------------------- loss_panels
+
+
+def test_loss_panels_values(db_path):
+    panels = loss_panels(db_path, [1, 2, 3, 4, 5])
+    assert [panel["run_id"] for panel in panels] == [3, 4, 5]  # 1 failed, 2 pending: no losses
+    panel = panels[1]
+    assert panel["title"] == "4:dataset_OR(200) | funnel(2):21"
+    assert panel["epochs"] == list(range(1, EPOCHS + 1))
+    final = final_test_loss("dataset_OR", "funnel", 2, 3)
+    assert panel["test"] == pytest.approx(loss_curve(final))
+    assert panel["train"] == pytest.approx([v - final / 2 for v in panel["test"]])
+    spread = max(panel["test"]) - min(panel["train"])
+    assert panel["overfit"] == pytest.approx((final / 2) / spread)
+    assert panel["trainability"] == pytest.approx(statistics.fmean(panel["test"]))
+    assert panel["slope"] == pytest.approx((panel["train"][-1] - panel["train"][-3]) / 2)
+
+
+def test_loss_panels_keep_null_losses(db_path):
+    (panel,) = loss_panels(db_path, {3})
+    assert panel["train"][-1] is None and panel["test"][-1] is None
+    assert panel["train"][-2] is not None
+    assert (panel["overfit"], panel["trainability"], panel["slope"]) == (None, None, None)
+
+
+# ---------------------------------------------------------------- render_plotloss
+
+
+@pytest.mark.parametrize(("plot_size", "pages"), [(1, 10), (2, 3), (3, 2), (4, 1)])
+def test_plotloss_pages(db_path, tmp_path, plot_size, pages):
+    out = tmp_path / "plotloss.pdf"
+    panels = loss_panels(db_path, range(1, 13))  # 10 runs with losses
+    render_plotloss(panels, str(out), plot_size=plot_size)
+    assert pdf_pages(out) == pages
+
+
+def test_plotloss_pages_as_pngs_for_the_report(db_path, tmp_path):
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "page_99.png").write_bytes(b"a page of an earlier, longer drawing")
+    panels = loss_panels(db_path, range(1, 13))  # 10 runs with losses
+    render_plotloss(panels, str(tmp_path / "plotloss.pdf"), plot_size=1, pages=str(pages))
+    names = [f"page_{number:02d}.png" for number in range(1, 11)]  # zero-padded: they sort as the PDF's pages
+    assert sorted(os.listdir(pages)) == names
+    assert {png_size(pages / name) for name in names} == {(400, 350)}  # 4 x 3.5 inches at 100 dpi
+    assert pdf_pages(tmp_path / "plotloss.pdf") == 10
+    render_plotloss_message(str(tmp_path / "plotloss.pdf"), str(pages), "no loss curves: no runs selected")
+    assert os.listdir(pages) == ["page_1.png"]  # the workflow's outputs exist even when no run is done
+    assert pdf_pages(tmp_path / "plotloss.pdf") == 1
+
+
+def test_plotloss_selection(db_path, tmp_path):
+    out = tmp_path / "plotloss.pdf"
+    plotloss(db_path, str(out), ids={1, 2, 3, 4, 5, 6}, plot_size=2)  # runs 3-6 have losses
+    assert pdf_pages(out) == 1
+    plotloss(db_path, str(out), param=("learner.width", "4"), plot_size=2)  # 16 runs
+    assert pdf_pages(out) == 4
+    plotloss(db_path, str(out), status="done", param=("class", "dataset_AND"), plot_size=3)  # 24 runs
+    assert pdf_pages(out) == 3
+    assert sorted(os.listdir(tmp_path)) == [".runs", "mosaic.db", "plotloss.pdf"]  # no temporary file left
+
+
+def test_plotloss_empty_selection(db_path, tmp_path):
+    with pytest.raises(MosaicError, match="no runs selected"):
+        plotloss(db_path, str(tmp_path / "out.pdf"), status="error")  # the failed run has no losses
+    assert not (tmp_path / "out.pdf").exists()
+    with pytest.raises(MosaicError, match="no runs selected"):
+        render_plotloss([], str(tmp_path / "out.pdf"))
+
+
+def test_indicator_text_and_scale():
+    assert _short_float(0.0012) == "1.2e-3"
+    assert _short_float(-2.7e-13) == "-2.7e-13"
+    assert _short_float(150.0) == "1.5e2"
+    assert _short_float(None) == "n/a"
+    assert _use_log_scale([0.001, 0.5, None])
+    assert not _use_log_scale([0.01, 0.5])
+    assert not _use_log_scale([0.0, 0.5, 100.0])
+    assert not _use_log_scale([None])
+
+
+# ---------------------------------------------------------------- metaplot
+
+
+def expected_point(dataset, model, width, replicates=range(REPLICATES)):
+    values = [final_test_loss(dataset, model, width, r) for r in replicates]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return (nb_params(model, width), statistics.fmean(values), std, len(values))
+
+
+def assert_points(found, expected):
+    assert [(p.nb_params, p.n) for p in found] == [(x, n) for x, _, _, n in expected]
+    for point, (_, want_mean, want_std, n) in zip(found, expected):
+        assert point.mean == pytest.approx(want_mean) and point.std == pytest.approx(want_std)
+        assert len(point.values) == n and statistics.fmean(point.values) == pytest.approx(want_mean)
+        if n > 1:
+            assert point.ci_low < point.mean < point.ci_high
+        else:
+            assert point.ci_low is None and point.ci_high is None
+
+
+def test_metaplot_data_by_class_or_key(db_path):
+    data = metaplot_data(db_path, "dataset_OR", "test_loss")
+    assert data == metaplot_data(db_path, "data_dataset_OR", "test_loss")
+    assert list(data) == ["data_dataset_OR"]
+    assert list(data["data_dataset_OR"]) == ["net_brick", "net_funnel"]
+    brick = [expected_point("dataset_OR", "brick", w) for w in WIDTHS]
+    assert_points(data["data_dataset_OR"]["net_brick"], brick)
+    # run 1 failed, 2 is pending and 3 has a NULL test loss: funnel width 2 keeps one replicate
+    funnel = [expected_point("dataset_OR", "funnel", width) for width in WIDTHS]
+    funnel[0] = expected_point("dataset_OR", "funnel", 2, replicates=[3])
+    assert_points(data["data_dataset_OR"]["net_funnel"], funnel)
+    assert data["data_dataset_OR"]["net_funnel"][0].std == 0.0
+
+
+def test_metaplot_data_values(db_path):
+    duration = metaplot_data(db_path, "dataset_AND", "duration")
+    assert duration == metaplot_data(db_path, "dataset_AND", "duration(s)")
+    expected = [(20, 20.0, 0.0, 4, 20.0, 20.0), (30, 30.0, 0.0, 4, 30.0, 30.0), (40, 40.0, 0.0, 4, 40.0, 40.0)]
+    assert [tuple(p[:6]) for p in duration["data_dataset_AND"]["net_brick"]] == expected
+    sizes = metaplot_data(db_path, "dataset_AND", "nb_params")
+    assert [p.mean for p in sizes["data_dataset_AND"]["net_funnel"]] == [21.0, 31.0, 41.0]
+    for value in ("train_loss", "overfit", "trainability", "slope"):
+        points = metaplot_data(db_path, "dataset_AND", value)["data_dataset_AND"]["net_funnel"]
+        assert [p.n for p in points] == [4, 4, 4]
+
+
+def test_metaplot_data_errors(db_path):
+    with pytest.raises(MosaicError, match="unknown value 'accuracy'.*test_loss.*nb_params"):
+        metaplot_data(db_path, "dataset_OR", "accuracy")
+    with pytest.raises(MosaicError, match="'dataset_XOR'.*data_dataset_AND, data_dataset_OR"):
+        metaplot_data(db_path, "dataset_XOR", "test_loss")
+    with pytest.raises(MosaicError, match="'brick'"):  # a model class is not a dataset
+        metaplot_data(db_path, "brick", "test_loss")
+
+
+def test_render_metaplot_png_one_axes_per_dataset(db_path, tmp_path):
+    one, two = tmp_path / "one.png", tmp_path / "two.png"
+    render_metaplot(metaplot_data(db_path, "dataset_OR", "test_loss"), str(one), "test_loss")
+    both = {**metaplot_data(db_path, "dataset_OR", "slope"), **metaplot_data(db_path, "dataset_AND", "slope")}
+    render_metaplot(both, str(two), "slope")
+    (width_one, height_one), (width_two, height_two) = png_size(one), png_size(two)
+    assert height_one == height_two and width_two == pytest.approx(2 * width_one, abs=2)
+
+
+def test_metaplot_pdf_and_bad_format(db_path, tmp_path):
+    metaplot(db_path, str(tmp_path / "meta.pdf"), "dataset_AND", "overfit")
+    assert pdf_pages(tmp_path / "meta.pdf") == 1
+    with pytest.raises(MosaicError, match="unsupported plot format 'txt'"):
+        metaplot(db_path, str(tmp_path / "meta.txt"), "dataset_AND", "overfit")
+    assert sorted(os.listdir(tmp_path)) == [".runs", "meta.csv", "meta.pdf", "mosaic.db"]
+
+
+def test_metaplot_csv_holds_exactly_what_is_drawn(db_path, tmp_path):
+    out = tmp_path / "meta.png"
+    metaplot(db_path, str(out), "dataset_OR", "test_loss")
+    with open(tmp_path / "meta.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(METAPLOT_CSV_COLUMNS)
+    data = metaplot_data(db_path, "dataset_OR", "test_loss")
+    fig = draw_metaplot(data, "test_loss")
+    (ax,) = fig.axes
+    for line in ax.get_lines():
+        drawn = [r for r in rows if r["model_key"] == line.get_label()]
+        assert [float(r["nb_params"]) for r in drawn] == list(line.get_xdata())
+        assert [float(r["mean"]) for r in drawn] == pytest.approx(list(line.get_ydata()), rel=1e-12)
+    # the bands: their outlines hold exactly the intervals of the CSV (rows with n > 1)
+    bands = [c for c in ax.collections if c.get_paths() and c.__class__.__name__ != "PathCollection"]
+    outline = {round(y, 12) for band in bands for path in band.get_paths() for _, y in path.vertices}
+    intervals = {round(float(r[k]), 12) for r in rows if r["ci_low"] for k in ("ci_low", "ci_high")}
+    assert intervals <= outline
+    # the faint points: every replicate
+    dots = [c for c in ax.collections if c.__class__.__name__ == "PathCollection"]
+    assert sum(len(c.get_offsets()) for c in dots) == sum(int(r["n"]) for r in rows)
+    legend = ax.get_legend().get_title().get_text()
+    assert "95% CI of the mean" in legend
+
+
+def test_metaplot_log_x(db_path):
+    data = metaplot_data(db_path, "dataset_OR", "test_loss")
+    assert draw_metaplot(data, "test_loss").axes[0].get_xscale() == "linear"  # 20 to 41 params
+    assert draw_metaplot(data, "test_loss", log_x=True).axes[0].get_xscale() == "log"
+
+
+def test_plot_functions_leave_the_backend_alone(db_path, tmp_path):
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # as a notebook or another program might have chosen
+    try:
+        fig = draw_metaplot(metaplot_data(db_path, "dataset_OR", "test_loss"), "test_loss")
+        metaplot(db_path, str(tmp_path / "m.png"), "dataset_OR", "test_loss")
+        plotloss(db_path, str(tmp_path / "p.pdf"), ids={4, 5})
+        render_message(str(tmp_path / "x.png"), "nothing")
+        assert matplotlib.get_backend() == "svg"
+        assert fig.axes  # a Figure, ready to show or save
+    finally:
+        matplotlib.use(before)
+
+
+def test_draw_metaplot_on_given_axes(db_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert draw_metaplot(metaplot_data(db_path, "dataset_OR", "test_loss"), "test_loss", axes=[ax]) is fig
+    assert len(ax.get_lines()) == 2
+
+
+def test_plotloss_max_runs(db_path, tmp_path):
+    out = tmp_path / "plotloss.pdf"
+    assert plotloss(db_path, str(out), plot_size=2, max_runs=5) == (5, 48)
+    assert pdf_pages(out) == 2  # 5 panels, 4 a page
+    assert [p["run_id"] for p in loss_panels(db_path, range(1, 49), limit=3)] == [3, 4, 5]
+    with pytest.raises(MosaicError, match="max_runs must be at least 1"):
+        plotloss(db_path, str(out), max_runs=0)
+
+
+def test_plotloss_command_max_runs(db_path, tmp_path, capsys):
+    from mosaic.ops.cli import mosaic_plotloss
+
+    assert mosaic_plotloss([db_path, str(tmp_path / "p.pdf"), "--max-runs", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs drawn" in out and "the first 4 of 48 selected: --all" in out and pdf_pages(tmp_path / "p.pdf") == 1
+
+
+def test_plotloss_command_draws_a_readable_number_of_runs_unless_told_all(db_path, tmp_path, capsys, monkeypatch):
+    from mosaic.ops import cli
+
+    monkeypatch.setattr(cli, "PLOTLOSS_MAX_RUNS", 10)  # the database has 48 runs (the default is 200)
+    assert cli.mosaic_plotloss([db_path, str(tmp_path / "p.pdf")]) == 0
+    assert "10 runs drawn" in capsys.readouterr().out
+    assert cli.mosaic_plotloss([db_path, str(tmp_path / "all.pdf"), "--all"]) == 0
+    assert "46 runs drawn" in capsys.readouterr().out and pdf_pages(tmp_path / "all.pdf") == 6  # 2 have no losses
