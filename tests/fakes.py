@@ -116,3 +116,10 @@ def wait_until(predicate, timeout=120, interval=0.2):
             return value
         time.sleep(interval)
     raise AssertionError("timed out waiting")
+
+
+def optimizer_experiment(optimizer="Adam", lr=1e-2):
+    """What make_optimizer reads of an experiment: its ini path and PROCESS optimizer and lr."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(ini_path="exp.ini", process=SimpleNamespace(optimizer=optimizer, lr=lr))
