@@ -18,11 +18,16 @@ import torch
 
 from mosaic.errors import MosaicError
 
-FUSED = ("Adam", "AdamW", "SGD", "Adagrad")  # torch.optim classes with a fused kernel on CPU and GPU
+# torch.optim classes with a fused kernel -> the device types it runs on (None: every device torch's
+# constructor accepts). Adagrad's runs on the CPU only: on a GPU its constructor takes fused=True and its
+# first step raises (torch 2.11 to 2.13).
+FUSED = {"Adam": None, "AdamW": None, "SGD": None, "Adagrad": {"cpu"}}
 
 
 class RunOptimizer:
-    """zero_grad, step, state_dict, load_state_dict as torch's."""
+    """zero_grad, step, state_dict, load_state_dict as torch's. zero_grad leaves every gradient None, as
+    torch's does with set_to_none=True: a replayed step (mosaic/run/traced.py) sets them as autograd does
+    into None, and step reads them."""
 
     def __init__(self, make, parameters):
         self.parameters = parameters
@@ -130,7 +135,8 @@ def make_optimizer(experiment, parameters):
         raise MosaicError("the model modules have no parameters to optimize")
 
     def make(tensors):
-        if process.optimizer in FUSED:
+        devices = FUSED.get(process.optimizer, set())
+        if process.optimizer in FUSED and (devices is None or {tensor.device.type for tensor in tensors} <= devices):
             try:  # the fused kernels cost a third less per step
                 return cls(tensors, lr=process.lr, fused=True)
             except (RuntimeError, TypeError, ValueError):  # tensors the kernel does not take (sparse, ...)

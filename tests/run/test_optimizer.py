@@ -159,3 +159,12 @@ def test_the_direct_fused_kernel_only_for_fused_adam_and_steps_where_every_param
     train(theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-2, fused=True))
     assert torch.equal(ours.unused.weight, before)  # AdamW's weight decay would shrink it, torch skips it
     assert torch.equal(flat_values(ours), flat_values(theirs))
+
+
+@pytest.mark.parametrize("device, fused", [("cpu", True), ("meta", False)])
+def test_adagrad_is_fused_on_the_cpu_only(device, fused):
+    """torch's fused Adagrad runs on the CPU alone: on a GPU its constructor took fused=True and the
+    first step raised, so every Adagrad run on a GPU failed (found on an H200, torch 2.11)."""
+    params = [torch.nn.Parameter(torch.zeros(3, device=device))]
+    optimizer = make_optimizer(experiment("Adagrad"), params)
+    assert bool(optimizer.optimizer.defaults.get("fused")) == fused
