@@ -123,3 +123,61 @@ def optimizer_experiment(optimizer="Adam", lr=1e-2):
     from types import SimpleNamespace
 
     return SimpleNamespace(ini_path="exp.ini", process=SimpleNamespace(optimizer=optimizer, lr=lr))
+
+
+# ---------------------------------------------------------------- results databases built by hand (tests/results)
+
+
+def fake_process(run_files_path, data_scheme, pipeline_scheme, epochs, extra=()):
+    """An object shaped like config.Process: what the database reads of an experiment's [PROCESS]."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(lr=0.01, epochs=epochs, data_scheme=tuple(data_scheme),
+                           pipeline_scheme=tuple(pipeline_scheme), run_files_path=str(run_files_path),
+                           loss_function="MSELoss", optimizer="Adam", seed=0, extra=tuple(extra))
+
+
+def fake_run(run_id, run_hash, modules, pipeline, replicate, seed):
+    """An object shaped like config.Run: one data module, then the model modules; its keys are theirs."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(run_id=run_id, run_hash=run_hash, replicate=replicate, seed=seed, modules=tuple(modules),
+                           n_data=1, pipeline=pipeline, dataset_key=modules[0].key, model_key=modules[-1].key)
+
+
+def write_done(run_files_path, run_hash, losses, result, metrics=None):
+    """The files of a finished run: its loss rows (epoch, train_loss, test_loss, seconds), result.json and,
+    when given, its metric rows (epoch, name, value)."""
+    import json
+
+    from mosaic import runfiles
+
+    folder = Path(runfiles.run_dir(run_files_path, run_hash))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / runfiles.LOSSES).write_text(runfiles.format_losses(losses))
+    if metrics is not None:
+        (folder / runfiles.METRICS).write_text(runfiles.format_metrics(metrics))
+    (folder / runfiles.RESULT).write_text(json.dumps(result))
+
+
+
+def write_error(run_files_path, run_hash, text="Traceback (most recent call last):\nValueError: boom\n"):
+    """The file of a failed run: its error.txt, holding `text`."""
+    from mosaic import runfiles
+
+    folder = Path(runfiles.run_dir(run_files_path, run_hash))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / runfiles.ERROR).write_text(text)
+
+
+def runs_read_by(monkeypatch, module, name):
+    """The run hashes that module.name(run_files_path, run_hash) is called with from now on (a list that grows)."""
+    reads = []
+    original = getattr(module, name)
+
+    def counting(run_files_path, run_hash):
+        reads.append(run_hash)
+        return original(run_files_path, run_hash)
+
+    monkeypatch.setattr(module, name, counting)
+    return reads

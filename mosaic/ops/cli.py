@@ -236,7 +236,7 @@ def mosaic_compare(argv):
                         help="higher values are better (known for accuracy-like names)")
     parser.add_argument("--out", help="folder of the files (default: <database>_plots)")
     args = parser.parse_args(argv)
-    from mosaic.results.compare import run_compare
+    from mosaic.results.compare_outputs import run_compare
 
     out = args.out or default_plots(args.database)
     higher = True if args.higher_is_better else None

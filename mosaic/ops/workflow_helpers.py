@@ -68,12 +68,12 @@ def job_shell_prefix(own_environment=True):
 
 def check_metaplot_values(values):
     """None, or the one-line error for a name of `metaplot_values` that metaplot does not know."""
-    from mosaic.results.plots import METAPLOT_VALUES
+    from mosaic.results.values import VALUE_COLUMNS
 
-    unknown = [value for value in values if value not in METAPLOT_VALUES]
+    unknown = [value for value in values if value not in VALUE_COLUMNS]
     if unknown:
         return (f"config metaplot_values: unknown value '{unknown[0]}': expected one of "
-                + ", ".join(METAPLOT_VALUES))
+                + ", ".join(VALUE_COLUMNS))
     return None
 
 

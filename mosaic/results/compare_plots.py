@@ -100,7 +100,7 @@ def draw_values(comparisons, value, axes=None):
 
 def draw_curves(curves, loss="test_loss", axes=None):
     """Per dataset key, the mean `loss` of each group over the epochs with its 95% confidence band
-    (`curves`: mosaic.results.compare.loss_curves). Returns the Figure."""
+    (`curves`: mosaic.results.compare_outputs.loss_curves). Returns the Figure."""
     if not curves:
         return draw_message("no loss curves")
     if axes is None:

@@ -14,44 +14,20 @@ Tables:
 NaN and infinite losses are stored as NULL and the run is marked diverged.
 
 The database always says what the run files and the current ini say (so re-keying is rebuilding); only
-the runs that changed are read again (see build).
+the runs that changed are read again (see build). Reading a run's files into its rows: run_records.py.
 """
 
 import contextlib
 import datetime
 import functools
-import math
 import os
 import sqlite3
 from contextlib import closing
 
 from mosaic.errors import DatabaseError
-from mosaic.results.indicators import indicators
-from mosaic.results.selection import (  # noqa: F401 (PROCESS_TYPE, parse_ids: kept for importers)
-    PROCESS_TYPE,
-    check_status,
-    module_rows,
-    parse_ids,
-    process_rows,
-    row_matches,
-)
-from mosaic.runfiles import (
-    ERROR,
-    LOCK,
-    LOSSES,
-    METRICS,
-    RESULT,
-    RunState,
-    copy_file,
-    file_stamp,
-    finite_or_none,
-    is_locked,
-    read_loss_columns,
-    read_metrics,
-    read_state,
-    replacing,
-    run_file,
-)
+from mosaic.results.run_records import RUN_COLUMNS, read_records, run_stamp
+from mosaic.results.selection import PROCESS_TYPE, check_status, process_rows, row_matches
+from mosaic.runfiles import copy_file, finite_or_none, replacing
 from mosaic.version import version
 
 SCHEMA_VERSION = 2  # 2: losses and metrics are WITHOUT ROWID tables (one B-tree each, half the writes)
@@ -105,11 +81,6 @@ INDICES = """
 CREATE INDEX params_run ON params (run_id);
 CREATE INDEX params_name_value ON params (name, value);
 """
-
-RUN_COLUMNS = (
-    "run_id run_hash pipeline status replicate seed nb_params epochs train_loss test_loss"
-    " overfit trainability slope duration_s error diverged device dataset_key model_key"
-).split()
 
 # ---------------------------------------------------------------- building
 
@@ -173,7 +144,7 @@ def _remove_leftovers(path):
 
 def _build_store(experiment, store, processes=None):
     """A full build into a temporary file that then replaces the store."""
-    with _records(experiment, experiment.runs, processes) as records:
+    with read_records(experiment, experiment.runs, processes) as records:
         with replacing(store) as tmp_path, closing(_connect_unjournaled(tmp_path)) as db, db:
             db.executescript(SCHEMA)
             _insert_records(db, records)
@@ -212,7 +183,7 @@ def _update_store(experiment, store, processes=None):
     shared_rows = process_rows(experiment.process)
 
     def changed_since(run):
-        stamp = _stamp(experiment, run, shared_rows)
+        stamp = run_stamp(experiment, run, shared_rows)
         return stamp is None or known.get(run.run_id) != stamp  # None: training, read again each time
 
     changed = [run for run in runs if changed_since(run)]
@@ -220,7 +191,7 @@ def _update_store(experiment, store, processes=None):
         return False  # a full build reads as much, in parallel, with no copy and no deletes
     wanted = {run.run_id for run in runs}
     stale = [run_id for run_id in known if run_id not in wanted] + [run.run_id for run in changed]
-    with _records(experiment, changed, processes) as records, replacing(store) as tmp_path:
+    with read_records(experiment, changed, processes) as records, replacing(store) as tmp_path:
         copy_file(store, tmp_path)
         with closing(_connect_unjournaled(tmp_path)) as db, db:
             for table in ("runs", "params", "losses", "metrics", "final_metrics", "run_stamps"):
@@ -231,75 +202,7 @@ def _update_store(experiment, store, processes=None):
     return True
 
 
-def _stamp(experiment, run, shared_rows):
-    """What a run's rows depend on: its definition and its files' identities (None while it trains:
-    its state is a lock, not a file, so it is read again each time)."""
-    import hashlib
-
-    folder = os.path.join(experiment.process.run_files_path, run.run_hash)
-    if is_locked(os.path.join(folder, LOCK)):
-        return None
-    files = [file_stamp(os.path.join(folder, name)) for name in (RESULT, LOSSES, METRICS, ERROR)]
-    definition = (run.run_id, run.run_hash, run.pipeline, run.replicate, run.seed, run.dataset_key, run.model_key,
-                  module_rows(run), shared_rows, experiment.process.run_files_path)
-    return hashlib.sha1(repr((definition, files)).encode()).hexdigest()
-
-
-# ---------------------------------------------------------------- reading runs, writing their rows
-# Reading a run (its files, parsing the loss file: most of the cost) is separate from writing its rows,
-# so that a big build reads with several processes while this one writes, in run order.
-
-RUNS_PER_PROCESS = 1000  # fewer runs than this per reading process: read them here (a fork costs more)
-
-
-@contextlib.contextmanager
-def _records(experiment, runs, processes=None):
-    """An iterator of the records (see _record) of `runs`, in order, read by a pool of forked
-    processes when there are many; `processes` None: the usable CPUs (8 at most)."""
-    shared_rows = process_rows(experiment.process)
-    if processes is None:
-        processes = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    processes = min(processes, len(runs) // RUNS_PER_PROCESS)
-    if processes < 2 or not hasattr(os, "fork"):
-        yield (_record(experiment, run, shared_rows) for run in runs)
-        return
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")  # the workers inherit the experiment: nothing to pickle
-    with context.Pool(processes, initializer=_set_reading, initargs=(experiment, runs, shared_rows)) as pool:
-        yield pool.imap(_read_nth, range(len(runs)), chunksize=64)
-
-
-_reading = None  # (experiment, runs, shared_rows) in a reading process
-
-
-def _set_reading(*work):
-    global _reading
-    _reading = work
-
-
-def _read_nth(index):
-    experiment, runs, shared_rows = _reading
-    return _record(experiment, runs[index], shared_rows)
-
-
-def _record(experiment, run, shared_rows):
-    """Everything written for one run: (runs row, params rows, loss columns, metrics rows, stamp).
-    Loss columns: epochs, then train, test, seconds as arrays of doubles (compact to pass between
-    processes) or, when some value is nan or infinite, lists with None in its place."""
-    from array import array
-
-    run_files_path = experiment.process.run_files_path
-    stamp = _stamp(experiment, run, shared_rows)  # before reading: a change meanwhile is seen next time
-    state, columns = _read_run(run_files_path, run.run_hash)
-    epochs, *values = columns
-    if all(all(map(math.isfinite, column)) for column in values):
-        values = [array("d", column) for column in values]
-    else:
-        values = [[finite_or_none(value) for value in column] for column in values]
-    metrics = _read_metrics(run_files_path, run.run_hash) if state.status == "done" else []
-    params = [(run.run_id, *row) for row in module_rows(run) + shared_rows]
-    return _run_row(run, state, columns), params, (array("q", epochs), *values), metrics, stamp
+# ---------------------------------------------------------------- writing the records (run_records.py reads them)
 
 
 def _insert_records(db, records):
@@ -352,13 +255,6 @@ def _insert_meta(db, experiment):
     db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
 
 
-def _read_metrics(run_files_path, run_hash):
-    try:
-        return read_metrics(run_file(run_files_path, run_hash, METRICS))
-    except (OSError, ValueError):
-        return []  # a damaged metrics file costs the metrics, not the run
-
-
 def _insert_metrics(db, run_id, rows):
     db.executemany(
         "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
@@ -374,50 +270,7 @@ def _insert_metrics(db, run_id, rows):
     )
 
 
-def _read_run(run_files_path, run_hash):
-    """(RunState, loss columns: epochs, train, test, seconds) of one run; unreadable files make it an
-    error run, not a failed build."""
-    try:
-        state = read_state(run_files_path, run_hash)
-        if state.status != "done":
-            return state, NO_LOSSES
-        return state, read_loss_columns(run_file(run_files_path, run_hash, LOSSES))
-    except (OSError, ValueError) as exc:
-        return RunState("error", error=f"unreadable run files of {run_hash}: {exc}"), NO_LOSSES
-
-
-NO_LOSSES = ([], [], [], [])
-
-
-def _run_row(run, state, columns):
-    """The runs row of one run: a tuple in RUN_COLUMNS order."""
-    row = dict.fromkeys(RUN_COLUMNS)
-    row.update(
-        run_id=run.run_id,
-        run_hash=run.run_hash,
-        pipeline=run.pipeline,
-        status=state.status,
-        replicate=run.replicate,
-        seed=run.seed,
-        error=state.error,
-        dataset_key=run.dataset_key,
-        model_key=run.model_key,
-    )
-    if state.status == "done":
-        result = state.result
-        epochs, train, test, _ = columns
-        finite = all(map(math.isfinite, train)) and all(map(math.isfinite, test))
-        row.update(
-            nb_params=result.get("nb_params"),
-            epochs=result.get("epochs", len(epochs)),
-            train_loss=finite_or_none(train[-1]) if train else None,
-            test_loss=finite_or_none(test[-1]) if test else None,
-            duration_s=result.get("duration_s"),
-            diverged=int(bool(result.get("diverged")) or not finite),
-            device=result.get("device"),
-            **indicators(train, test),
-        )
-    return tuple(row.values())
+# ---------------------------------------------------------------- reading the database
 
 
 def open_db(path):

@@ -1,8 +1,9 @@
 """What every drawing of the results shares: a Figure made without pyplot (no backend is chosen or changed,
-a notebook keeps its own), saving it atomically in the format its file name says, short numbers, the log
-scale rule, side-by-side panels and the page that says why there is no plot. matplotlib is imported inside
-the functions only."""
+a notebook keeps its own), saving it atomically in the format its file name says, the CSV of the numbers
+drawn beside it (and the other tables), short numbers, the log scale rule, side-by-side panels and the page
+that says why there is no plot. matplotlib is imported inside the functions only."""
 
+import csv
 import math
 import os
 
@@ -24,10 +25,23 @@ def use_log_scale(values):
     return bool(values) and min(values) > 0 and max(values) / min(values) > 100
 
 
-def write_atomic(path, save):
+def save_atomically(path, save):
     """Call save(tmp_path), then move the file onto `path`: no half-written plot is left behind."""
     with replacing(path) as tmp_path:
         save(tmp_path)
+
+
+def write_rows_csv(path, rows, columns):
+    """A CSV file of `rows` (dicts), header `columns`, None written as an empty field; written atomically."""
+    with replacing(path) as tmp_path, open(tmp_path, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+
+
+def csv_beside(path):
+    """The CSV file of the numbers a plot draws: its path, ending .csv."""
+    return os.path.splitext(path)[0] + ".csv"
 
 
 def figure(**kwargs):
@@ -41,7 +55,7 @@ def save(fig, out_path):
     extension = os.path.splitext(out_path)[1].lstrip(".").lower() or "png"
     if extension not in fig.canvas.get_supported_filetypes():
         raise MosaicError(f"{out_path}: unsupported plot format '{extension}' (use .png or .pdf)")
-    write_atomic(out_path, lambda path: fig.savefig(path, format=extension))
+    save_atomically(out_path, lambda path: fig.savefig(path, format=extension))
 
 
 def draw_message(text, ax=None):

@@ -6,7 +6,8 @@ pandas is imported inside `load`, so that importing mosaic or mosaic.results sta
 from contextlib import closing
 from dataclasses import dataclass
 
-from mosaic.results.database import RUN_COLUMNS, open_db
+from mosaic.results.database import open_db
+from mosaic.results.run_records import RUN_COLUMNS
 
 
 @dataclass

@@ -13,10 +13,9 @@ from contextlib import closing
 from mosaic.errors import MosaicError
 from mosaic.results.database import open_db, select_run_ids
 from mosaic.results.figures import figure as _figure
-from mosaic.results.figures import render_message
+from mosaic.results.figures import render_message, save_atomically
 from mosaic.results.figures import short_float as _short_float
 from mosaic.results.figures import use_log_scale as _use_log_scale
-from mosaic.results.figures import write_atomic as _write_atomic
 
 INDICATORS = ("overfit", "trainability", "slope")
 PAGE_DPI = 100  # a 3 x 3 page is 1200 x 1050 pixels
@@ -120,9 +119,9 @@ def render_plotloss(panels, out_pdf, plot_size=3, pages=None):
                 fig = _draw_page(panels[start : start + per_page], plot_size)
                 pdf.savefig(fig)
                 if pages is not None:
-                    _write_atomic(png, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=PAGE_DPI))
+                    save_atomically(png, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=PAGE_DPI))
 
-    _write_atomic(out_pdf, save)
+    save_atomically(out_pdf, save)
 
 
 def render_plotloss_message(out_pdf, pages, text):

@@ -8,7 +8,6 @@ notebook keeps its own. matplotlib is imported inside the renderers only, so tha
 stays cheap.
 """
 
-import os
 import statistics
 from collections import defaultdict
 from contextlib import closing
@@ -16,20 +15,10 @@ from typing import NamedTuple
 
 from mosaic.errors import MosaicError
 from mosaic.results.database import data_types_by_run, open_db
-from mosaic.results.figures import figure, save, use_log_scale, write_atomic
+from mosaic.results.figures import csv_beside, figure, save, use_log_scale, write_rows_csv
+from mosaic.results.stats import describe
+from mosaic.results.values import value_source
 
-# metaplot VALUE -> runs column; the aliases are other spellings users type (config/README.md lists them).
-METAPLOT_VALUES = {
-    "test_loss": "test_loss",
-    "train_loss": "train_loss",
-    "duration": "duration_s",
-    "duration_s": "duration_s",
-    "duration(s)": "duration_s",
-    "overfit": "overfit",
-    "trainability": "trainability",
-    "slope": "slope",
-    "nb_params": "nb_params",
-}
 
 class Point(NamedTuple):
     """One metaplot point: the replicates of one model key and size."""
@@ -69,10 +58,8 @@ def metaplot_data(db_path, dataset, value):
     standard deviation (n - 1), 0 for a single replicate; ci_low, ci_high the 95% bootstrap interval of the
     mean (None for a single replicate).
     """
-    from mosaic.results.compare import value_source
-
     with closing(open_db(db_path)) as db:
-        column, join, args = value_source(db, value, METAPLOT_VALUES)  # a runs column or a recorded metric
+        column, join, args = value_source(db, value)  # a runs column or a recorded metric
         classes = _dataset_classes(db)
         runs = db.execute(
             f"SELECT runs.run_id, dataset_key, model_key, nb_params, {column} FROM runs {join}"
@@ -91,13 +78,11 @@ def metaplot_data(db_path, dataset, value):
             groups[dataset_key, model_key, nb_params].append(y)
     if not groups:
         raise MosaicError(f"no finished run with dataset '{dataset}' has a value for {value}")
-    data = {}
     def by_keys_then_size(group):
         dataset_key, model_key, nb_params = group
         return str(dataset_key), str(model_key), nb_params
 
-    from mosaic.results.compare import describe
-
+    data = {}
     for dataset_key, model_key, nb_params in sorted(groups, key=by_keys_then_size):
         ys = groups[dataset_key, model_key, nb_params]
         std = statistics.stdev(ys) if len(ys) > 1 else 0.0
@@ -161,24 +146,12 @@ def metaplot_rows(data):
     ]
 
 
-def write_rows_csv(path, rows, columns):
-    import csv
-
-    def save(tmp):
-        with open(tmp, "w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
-
-    write_atomic(path, save)
-
-
 def render_metaplot(data, out_path, value, log_x=None):
     """The metaplot (see draw_metaplot) in `out_path` (.png or .pdf), and beside it a CSV of exactly the
     numbers drawn (same name, .csv)."""
     fig = draw_metaplot(data, value, log_x)
     save(fig, out_path)
-    write_rows_csv(os.path.splitext(out_path)[0] + ".csv", metaplot_rows(data), METAPLOT_CSV_COLUMNS)
+    write_rows_csv(csv_beside(out_path), metaplot_rows(data), METAPLOT_CSV_COLUMNS)
 
 
 # ---------------------------------------------------------------- commands
@@ -188,7 +161,3 @@ def metaplot(db_path, out_path, dataset, value, log_x=None):
     """Compare the model keys of `dataset` on `value` (see metaplot_data) in `out_path` (.png or .pdf),
     with the numbers drawn in a CSV beside it."""
     render_metaplot(metaplot_data(db_path, dataset, value), out_path, value, log_x)
-
-
-
-

@@ -1,5 +1,7 @@
+"""The results database (mosaic.results.database) and the reading of run files into it (run_records.py):
+its tables, full and incremental builds, reading with several processes, selecting runs from it."""
+
 import fcntl
-import json
 import math
 import os
 import sqlite3
@@ -9,10 +11,12 @@ import pytest
 
 from mosaic import __version__
 from mosaic.errors import MosaicError
-from mosaic.results.database import EPOCH_LOSS, SCHEMA_VERSION, build, open_db, parse_ids, select_run_ids
+from mosaic.results import run_records
+from mosaic.results.database import EPOCH_LOSS, SCHEMA_VERSION, build, open_db, select_run_ids
 from mosaic.results.indicators import indicators
-from mosaic.runfiles import ERROR, LOCK, LOSSES, METRICS, RESULT, format_losses, format_metrics, run_dir, run_file
-from tests.fakes import fake_module
+from mosaic.results.selection import parse_ids
+from mosaic.runfiles import ERROR, LOCK, LOSSES, RESULT, run_dir, run_file
+from tests.fakes import fake_module, fake_process, fake_run, runs_read_by, write_done, write_error
 
 EPOCHS = 30
 REPLICATES = 4
@@ -24,17 +28,8 @@ CLASSES = ("funnel", "brick")
 
 
 def fake_experiment(tmp_path, model_key="net_{class}"):
-    process = SimpleNamespace(
-        lr=0.01,
-        epochs=EPOCHS,
-        data_scheme=("data",),
-        pipeline_scheme=("net",),
-        run_files_path=str(tmp_path / ".runs"),
-        loss_function="MSELoss",
-        optimizer="Adam",
-        seed=0,
-        extra=(("comment", "first try"), ("warmup", True)),
-    )
+    extra = (("comment", "first try"), ("warmup", True))
+    process = fake_process(tmp_path / ".runs", ("data",), ("net",), EPOCHS, extra)
     data_params = [("batch_size", 1), ("data_size", 200), ("train_prop", 0.8)]
     data = fake_module("dataset_OR", "data", "dataset_OR", "data_dataset_OR", data_params)
     runs = []
@@ -45,18 +40,8 @@ def fake_experiment(tmp_path, model_key="net_{class}"):
             model = fake_module(class_name, "net", class_name, key, model_params)
             for replicate in range(REPLICATES):
                 run_id = len(runs) + 1
-                run = SimpleNamespace(
-                    run_id=run_id,
-                    run_hash=f"h{run_id:04d}",
-                    replicate=replicate,
-                    seed=1000 + run_id,
-                    modules=(data, model),
-                    n_data=1,
-                    pipeline=f"dataset_OR(1,200,0.8) | {class_name}(4,{width},relu,False)",
-                    dataset_key=data.key,
-                    model_key=key,
-                )
-                runs.append(run)
+                pipeline = f"dataset_OR(1,200,0.8) | {class_name}(4,{width},relu,False)"
+                runs.append(fake_run(run_id, f"h{run_id:04d}", (data, model), pipeline, replicate, 1000 + run_id))
     return SimpleNamespace(ini_path=str(tmp_path / "config.ini"), process=process, runs=tuple(runs))
 
 
@@ -73,14 +58,10 @@ def curves(run):
     return train, test
 
 
-def write_done(rfp, run, train, test, diverged=False):
-    os.makedirs(run_dir(rfp, run.run_hash), exist_ok=True)
+def finish(rfp, run, train, test, diverged=False):
+    """The files of `run` done with these losses, and metrics mae and accuracy made from its test losses."""
     rows = [(e + 1, t, v, 0.25) for e, (t, v) in enumerate(zip(train, test))]
-    with open(run_file(rfp, run.run_hash, LOSSES), "w") as handle:
-        handle.write(format_losses(rows))
     metrics = [(e, name, value) for e, _, v, _ in rows for name, value in (("mae", v / 2), ("accuracy", 1 - v))]
-    with open(run_file(rfp, run.run_hash, METRICS), "w") as handle:
-        handle.write(format_metrics(metrics))
     result = {
         "run_hash": run.run_hash,
         "status": "done",
@@ -94,14 +75,7 @@ def write_done(rfp, run, train, test, diverged=False):
         "diverged": diverged,
         "versions": {"torch": "2.9"},
     }
-    with open(run_file(rfp, run.run_hash, RESULT), "w") as handle:
-        json.dump(result, handle)
-
-
-def write_error(rfp, run, text="Traceback (most recent call last):\nValueError: boom\n"):
-    os.makedirs(run_dir(rfp, run.run_hash), exist_ok=True)
-    with open(run_file(rfp, run.run_hash, ERROR), "w") as handle:
-        handle.write(text)
+    write_done(rfp, run.run_hash, rows, result, metrics)
 
 
 @pytest.fixture
@@ -112,15 +86,15 @@ def experiment(tmp_path):
     for run in experiment.runs:
         train, test = curves(run)
         if run.run_id == 1:
-            write_error(rfp, run)
+            write_error(rfp, run.run_hash)
         elif run.run_id == 2:
             os.makedirs(run_dir(rfp, run.run_hash))
         elif run.run_id == 5:
-            write_done(rfp, run, train[:-1] + [math.nan], test[:-2] + [math.inf, math.nan], diverged=True)
+            finish(rfp, run, train[:-1] + [math.nan], test[:-2] + [math.inf, math.nan], diverged=True)
         elif run.run_id == 6:
-            write_done(rfp, run, train, test, diverged=True)
+            finish(rfp, run, train, test, diverged=True)
         elif run.run_id != 3:
-            write_done(rfp, run, train, test)
+            finish(rfp, run, train, test)
     lock = os.open(run_file(rfp, "h0002", LOCK), os.O_RDWR | os.O_CREAT)
     fcntl.flock(lock, fcntl.LOCK_EX)
     yield experiment
@@ -275,7 +249,7 @@ def test_several_reading_processes_build_the_same_database_as_one(experiment, tm
     """A big build reads runs in forked processes and writes them here, in run order."""
     from mosaic.results import database
 
-    monkeypatch.setattr(database, "RUNS_PER_PROCESS", 4)  # 24 runs: up to 6 readers
+    monkeypatch.setattr(run_records, "RUNS_PER_PROCESS", 4)  # 24 runs: up to 6 readers
     one, several = str(tmp_path / "one.db"), str(tmp_path / "several.db")
     database._build_store(experiment, one, processes=1)
     database._build_store(experiment, several, processes=3)
@@ -303,31 +277,6 @@ def test_open_db_refuses_what_is_not_a_mosaic_database(tmp_path, db_path):
     sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.close()
     with pytest.raises(MosaicError, match="not a Mosaic database"):
         open_db(str(tmp_path / "other.db"))
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("all", None),
-        (" ALL ", None),
-        ("5", {5}),
-        ("1-3,7", {1, 2, 3, 7}),
-        ("1-3, 7", {1, 2, 3, 7}),
-        ("1 - 3 , 7", {1, 2, 3, 7}),
-        ("2-2", {2}),
-        ("1,2", {1, 2}),
-        ("7,1-3,2", {1, 2, 3, 7}),
-    ],
-)
-def test_parse_ids(text, expected):
-    assert parse_ids(text) == expected
-
-
-@pytest.mark.parametrize("text", ["3-1", "x", "", "1,,2", "1-", "-3", "1-3-5", "1.5", "1;2"])
-def test_parse_ids_errors(text):
-    with pytest.raises(MosaicError) as error:
-        parse_ids(text)
-    assert "\n" not in str(error.value) and "bad run ids" in str(error.value)
 
 
 def test_select_by_ids_and_status(db_path):
@@ -376,39 +325,25 @@ def table_rows(path):
     return {"schema": schema, **rows}
 
 
-def count_reads(monkeypatch):
-    from mosaic.results import database
-
-    reads = []
-    original = database._read_run
-
-    def counting(run_files_path, run_hash):
-        reads.append(run_hash)
-        return original(run_files_path, run_hash)
-
-    monkeypatch.setattr(database, "_read_run", counting)
-    return reads
-
-
 def test_incremental_update_reads_only_changed_runs_and_equals_a_full_rebuild(db_path, experiment, tmp_path,
                                                                                 monkeypatch):
     rfp = experiment.process.run_files_path
     runs = {run.run_id: run for run in experiment.runs}
     train, test = curves(runs[7])
-    write_done(rfp, runs[7], [x * 2 for x in train], test[:10])  # rerun, with other losses
-    write_done(rfp, runs[3], train, test)  # a pending run is done
-    write_done(rfp, runs[1], train, test)  # the failed run, rerun
+    finish(rfp, runs[7], [x * 2 for x in train], test[:10])  # rerun, with other losses
+    finish(rfp, runs[3], train, test)  # a pending run is done
+    finish(rfp, runs[1], train, test)  # the failed run, rerun
     os.remove(run_file(rfp, runs[1].run_hash, ERROR))
     more = fake_experiment(tmp_path, model_key="{class}_w{width}")  # re-keyed: every run's params change
     added = []
     for extra in range(2):  # and two runs added
         run = SimpleNamespace(**{**vars(more.runs[-1]), "run_id": 25 + extra, "run_hash": f"h{25 + extra:04d}",
                                  "replicate": 4 + extra})
-        write_done(rfp, run, train, test)
+        finish(rfp, run, train, test)
         added.append(run)
     grown = SimpleNamespace(ini_path=more.ini_path, process=more.process, runs=more.runs + tuple(added))
 
-    reads = count_reads(monkeypatch)
+    reads = runs_read_by(monkeypatch, run_records, "_read_run")
     build(experiment, db_path)  # nothing about the keys changed yet: only 7, 3, 1 and the running run 2
     assert sorted(reads) == ["h0001", "h0002", "h0003", "h0007"]
     full = str(tmp_path / "full.db")
@@ -434,7 +369,7 @@ def test_incremental_update_reads_only_changed_runs_and_equals_a_full_rebuild(db
 
 def test_a_database_removed_by_snakemake_is_updated_from_its_store(db_path, experiment, monkeypatch):
     os.remove(db_path)  # Snakemake removes a job's output before running it
-    reads = count_reads(monkeypatch)
+    reads = runs_read_by(monkeypatch, run_records, "_read_run")
     build(experiment, db_path)
     assert reads == ["h0002"]  # the running run only
     assert query(db_path, "SELECT COUNT(*) FROM runs") == [(24,)]

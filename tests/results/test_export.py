@@ -1,6 +1,5 @@
 """mosaic.load (DataFrames) and mosaic_export (CSV, Parquet, TensorBoard), on a database built from run files."""
 
-import json
 import os
 import subprocess
 import sys
@@ -11,21 +10,17 @@ import mosaic
 from mosaic.errors import MosaicError
 from mosaic.experiment import load_experiment
 from mosaic.results.database import build
-from mosaic.runfiles import LOSSES, RESULT, format_losses, run_dir, run_file
-from tests.fakes import BIN, Experiment, command_env
+from tests.fakes import BIN, Experiment, command_env, write_done
 
 EPOCHS = 5
 
 
-def write_done(rfp, run, final):
-    os.makedirs(run_dir(rfp, run.run_hash), exist_ok=True)
+def finish(rfp, run, final):
+    """The files of `run` done, its losses ending near `final`; returns its loss rows."""
     rows = [(e, 0.5 / e + final, 0.6 / e + final, 0.01 * e) for e in range(1, EPOCHS + 1)]
-    with open(run_file(rfp, run.run_hash, LOSSES), "w") as handle:
-        handle.write(format_losses(rows))
     result = {"run_hash": run.run_hash, "status": "done", "nb_params": 10 + run.run_id, "epochs": EPOCHS,
               "duration_s": 1.5, "device": "cpu", "diverged": False}
-    with open(run_file(rfp, run.run_hash, RESULT), "w") as handle:
-        json.dump(result, handle)
+    write_done(rfp, run.run_hash, rows, result)
     return rows
 
 
@@ -47,7 +42,7 @@ def database(tmp_path):
     losses = {}
     for run in experiment.runs:
         if run.run_id != 3:
-            losses[run.run_id] = write_done(rfp, run, 0.001 * run.run_id)
+            losses[run.run_id] = finish(rfp, run, 0.001 * run.run_id)
     path = tmp_path / "results" / "database.db"
     build(experiment, str(path))
     return path, experiment, losses

@@ -1,16 +1,13 @@
+"""Tests for metaplot (mosaic.results.plots), plotloss (lossplot.py) and what they share (figures.py), on the
+database of the db_path fixture (conftest.py, fake_database.py)."""
+
 import csv
-import json
-import math
 import os
-import re
 import statistics
-import struct
-from types import SimpleNamespace
 
 import pytest
 
 from mosaic.errors import MosaicError
-from mosaic.results.database import build
 from mosaic.results.figures import render_message
 from mosaic.results.figures import short_float as _short_float
 from mosaic.results.figures import use_log_scale as _use_log_scale
@@ -22,114 +19,8 @@ from mosaic.results.plots import (
     metaplot_data,
     render_metaplot,
 )
-from mosaic.runfiles import ERROR, LOSSES, RESULT, format_losses, run_dir, run_file
-from tests.fakes import fake_module
-
-EPOCHS = 20
-REPLICATES = 4
-WIDTHS = (2, 3, 4)
-DATASETS = ("dataset_OR", "dataset_AND")
-MODELS = ("funnel", "brick")
-
-
-def final_test_loss(dataset, model, width, replicate):
-    base = {"dataset_OR": 0.1, "dataset_AND": 0.2}[dataset] + {"funnel": 0.05, "brick": 0.0}[model]
-    return base / width + 0.01 * replicate
-
-
-def loss_curve(final):
-    """Decreasing test losses ending exactly at `final`."""
-    return [final + 2.0 * (0.7**e - 0.7 ** (EPOCHS - 1)) for e in range(EPOCHS)]
-
-
-def nb_params(model, width):
-    return 10 * width + (1 if model == "funnel" else 0)
-
-
-def write_done(rfp, run_hash, result, train, test):
-    os.makedirs(run_dir(rfp, run_hash))
-    rows = [(e + 1, t, v, 0.1) for e, (t, v) in enumerate(zip(train, test))]
-    with open(run_file(rfp, run_hash, LOSSES), "w") as handle:
-        handle.write(format_losses(rows))
-    with open(run_file(rfp, run_hash, RESULT), "w") as handle:
-        json.dump(result, handle)
-
-
-@pytest.fixture
-def db_path(tmp_path):
-    """2 datasets × 2 models × 3 widths × 4 replicates = 48 runs; types named 'source' and 'learner'.
-
-    Run 1 failed, run 2 never ran (no files), run 3 diverged (nan losses); all others are done.
-    Keys: data_<class> and net_<class>.
-    """
-    rfp = str(tmp_path / ".runs")
-    runs = []
-    for dataset in DATASETS:
-        data = fake_module(dataset, "source", dataset, f"data_{dataset}", [("data_size", 200)])
-        for model in MODELS:
-            for width in WIDTHS:
-                net = fake_module(model, "learner", model, f"net_{model}", [("width", width)])
-                for replicate in range(REPLICATES):
-                    run_id = len(runs) + 1
-                    run = SimpleNamespace(
-                        run_id=run_id,
-                        run_hash=f"h{run_id}",
-                        replicate=replicate,
-                        seed=run_id,
-                        modules=(data, net),
-                        n_data=1,
-                        pipeline=f"{dataset}(200) | {model}({width})",
-                        dataset_key=data.key,
-                        model_key=net.key,
-                    )
-                    runs.append(run)
-                    final = final_test_loss(dataset, model, width, replicate)
-                    test = loss_curve(final)
-                    train = [v - final / 2 for v in test]
-                    if run_id == 3:
-                        train[-1] = test[-1] = math.nan
-                    result = {
-                        "nb_params": nb_params(model, width),
-                        "epochs": EPOCHS,
-                        "duration_s": 10.0 * width,
-                        "device": "cpu",
-                        "diverged": run_id == 3,
-                    }
-                    if run_id == 1:
-                        os.makedirs(run_dir(rfp, run.run_hash))
-                        with open(run_file(rfp, run.run_hash, ERROR), "w") as handle:
-                            handle.write("Traceback\nRuntimeError: x\n")
-                    elif run_id != 2:
-                        write_done(rfp, run.run_hash, result, train, test)
-    process = SimpleNamespace(
-        lr=0.01,
-        epochs=EPOCHS,
-        data_scheme=("source",),
-        pipeline_scheme=("learner",),
-        run_files_path=rfp,
-        loss_function="MSELoss",
-        optimizer="Adam",
-        seed=0,
-        extra=(),
-    )
-    path = str(tmp_path / "mosaic.db")
-    build(SimpleNamespace(ini_path=str(tmp_path / "config.ini"), process=process, runs=tuple(runs)), path)
-    return path
-
-
-def pdf_pages(path):
-    with open(path, "rb") as handle:
-        content = handle.read()
-    assert content.startswith(b"%PDF")
-    return len(re.findall(rb"/Type\s*/Page\b(?!s)", content))
-
-
-def png_size(path):
-    with open(path, "rb") as handle:
-        header = handle.read(24)
-    assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", header[16:24])
-
+from tests.fakes import pdf_pages, png_size
+from tests.results.fake_database import EPOCHS, REPLICATES, WIDTHS, final_test_loss, loss_curve, nb_params
 
 # ---------------------------------------------------------------- loss_panels
 

@@ -3,7 +3,7 @@ select the same runs."""
 
 import pytest
 
-from mosaic.errors import UsageError
+from mosaic.errors import MosaicError, UsageError
 from mosaic.experiment import load_experiment
 from mosaic.results.database import build, select_run_ids
 from mosaic.results.selection import parse_ids, select_runs, value_matches
@@ -63,3 +63,28 @@ def test_unknown_status_is_a_usage_error(experiment_and_db):
 ])
 def test_value_matching(value, text, expected):
     assert value_matches(value, text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("all", None),
+        (" ALL ", None),
+        ("5", {5}),
+        ("1-3,7", {1, 2, 3, 7}),
+        ("1-3, 7", {1, 2, 3, 7}),
+        ("1 - 3 , 7", {1, 2, 3, 7}),
+        ("2-2", {2}),
+        ("1,2", {1, 2}),
+        ("7,1-3,2", {1, 2, 3, 7}),
+    ],
+)
+def test_parse_ids(text, expected):
+    assert parse_ids(text) == expected
+
+
+@pytest.mark.parametrize("text", ["3-1", "x", "", "1,,2", "1-", "-3", "1-3-5", "1.5", "1;2"])
+def test_parse_ids_errors(text):
+    with pytest.raises(MosaicError) as error:
+        parse_ids(text)
+    assert "\n" not in str(error.value) and "bad run ids" in str(error.value)

@@ -13,7 +13,7 @@ from mosaic.errors import MosaicError
 from mosaic.experiment import load_experiment
 from mosaic.results import status
 from mosaic.run import job
-from tests.fakes import Experiment, small_settings
+from tests.fakes import Experiment, runs_read_by, small_settings
 
 LONG_AGO = time.time_ns() - 3600 * 10**9
 
@@ -74,7 +74,7 @@ def test_finished_runs_are_indexed_and_read_from_the_index_while_their_files_are
     assert set(index_of(experiment)) == {first.run_hash, second.run_hash}
 
     # Unchanged runs are read from the index, not from their files.
-    reads = count_reads(monkeypatch)
+    reads = runs_read_by(monkeypatch, runfiles, "read_state")
     states = status.states_of(experiment)
     assert reads == [third.run_hash]  # not settled yet (the fourth run has no folder: pending, nothing to read)
     assert states[first.run_hash].result["test_loss"] == 0.25
@@ -86,19 +86,6 @@ def test_finished_runs_are_indexed_and_read_from_the_index_while_their_files_are
     os.remove(os.path.join(folder(experiment, first), runfiles.RESULT))
     os.utime(folder(experiment, first), ns=(LONG_AGO, LONG_AGO))
     assert statuses(experiment)[0] == "pending"
-
-
-def count_reads(monkeypatch):
-    """The run hashes whose files status reads (the others come from the index)."""
-    reads = []
-    original = runfiles.read_state
-
-    def counting(run_files_path, run_hash):
-        reads.append(run_hash)
-        return original(run_files_path, run_hash)
-
-    monkeypatch.setattr(runfiles, "read_state", counting)
-    return reads
 
 
 def test_a_result_copied_over_an_indexed_one_is_seen(experiment):

@@ -53,13 +53,13 @@ def test_bad_config_value_fails_with_one_line_naming_the_key(setting, message):
 
 
 def test_metaplot_accepts_every_value_name_that_mosaic_knows():
-    """The names come from mosaic.results.plots: an alias such as duration_s is a target too."""
-    from mosaic.results.plots import METAPLOT_VALUES
+    """The names come from mosaic.results.values: an alias such as duration_s is a target too."""
+    from mosaic.results.values import VALUE_COLUMNS
 
     done = snakemake("-n", "--directory", ".test", "--config", "metaplot_values=[duration_s,nb_params]")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "metaplot_points_duration_s.png" in done.stdout and "metaplot_points_nb_params.png" in done.stdout
-    assert {"duration_s", "nb_params"} <= set(METAPLOT_VALUES)
+    assert {"duration_s", "nb_params"} <= set(VALUE_COLUMNS)
 
 
 def test_test_configuration_plans_two_runs_and_the_aggregation(tmp_path):

@@ -95,7 +95,7 @@ def final_targets():
 
 def compare_files():
     """The compare rule's outputs: tables, verdicts and their plots, beside the other plots."""
-    from mosaic.results.compare import output_names
+    from mosaic.results.compare_outputs import output_names
 
     return {name: os.path.join(PLOTS, file) for name, file in output_names(config["compare_value"]).items()}
 

@@ -4,7 +4,7 @@ import os
 import sys
 
 from mosaic.errors import MosaicError
-from mosaic.results.compare import run_compare, write_placeholders
+from mosaic.results.compare_outputs import run_compare, write_placeholders
 
 with open(snakemake.log[0], "w") as sys.stderr:  # noqa: F821 (snakemake is injected)
     database, folder = snakemake.input[0], os.path.dirname(snakemake.output.markdown)  # noqa: F821

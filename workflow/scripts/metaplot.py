@@ -3,8 +3,8 @@
 import sys
 
 from mosaic.errors import MosaicError
-from mosaic.results.figures import render_message
-from mosaic.results.plots import METAPLOT_CSV_COLUMNS, metaplot, write_rows_csv
+from mosaic.results.figures import render_message, write_rows_csv
+from mosaic.results.plots import METAPLOT_CSV_COLUMNS, metaplot
 
 with open(snakemake.log[0], "w") as sys.stderr:  # noqa: F821 (snakemake is injected)
     database, dataset = snakemake.input[0], snakemake.params.dataset  # noqa: F821
