@@ -145,6 +145,8 @@ def read_loss_columns(path):
         raise ValueError(f"{path}: {error}") from None
 
 
+# Kept beside read_loss_columns (what the database reads): the benchmarks (bench_step.py) and the tests read
+# a run's losses row by row.
 def read_losses(path):
     """Rows (epoch, train_loss, test_loss, seconds) of a loss file; nan/inf kept as floats."""
     return list(zip(*read_loss_columns(path)))
