@@ -181,3 +181,176 @@ def runs_read_by(monkeypatch, module, name):
 
     monkeypatch.setattr(module, name, counting)
     return reads
+
+
+# ---------------------------------------------------------------- toy experiments trained in-process (tests/run)
+
+TOY_DIR = ROOT / "tests" / "run" / "toy"
+TOY = (TOY_DIR / "toy.py").read_text()  # a regression task and models for it (see the file)
+
+TOY_DATA = """
+[toy]
+type = data
+class = Toy
+path_to_class = toy.py
+"""
+
+DROP_DATA = "shuffle = True\n"  # the toy's train rows shuffled: each epoch draws from torch's generator
+
+ASYM = (TOY_DIR / "loss.py").read_text()  # Asym, a loss class recording its calls, and Mse
+
+
+def model_section(class_name, extra=""):
+    """A [model] section of a class of TOY."""
+    return f"\n[model]\ntype = model\nclass = {class_name}\npath_to_class = toy.py\n{extra}\n"
+
+
+def make_experiment(folder, sections, *, epochs=3, lr=0.01, data_scheme="data", pipeline_scheme="model",
+                    process="", multiplicity=1, files=None):
+    """Write toy.py, any extra class files and an ini into `folder`; return the loaded Experiment."""
+    import textwrap
+
+    from mosaic.experiment import load_experiment
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "toy.py").write_text(TOY)
+    for name, source in (files or {}).items():
+        (folder / name).write_text(textwrap.dedent(source))
+    ini = (
+        f"[PROCESS]\nlr = {lr}\nepochs = {epochs}\ndata_scheme = {data_scheme}\n"
+        f"pipeline_scheme = {pipeline_scheme}\n{process}\n"
+        f"[MONITOR]\nmultiplicity = {multiplicity}\n{sections}"
+    )
+    (folder / "exp.ini").write_text(ini)
+    return load_experiment(str(folder / "exp.ini"))
+
+
+def toy(folder, model="Affine", data_params="", model_params="", **kwargs):
+    """The toy data and one model of TOY (`data_params`, `model_params`: extra lines of their sections)."""
+    return make_experiment(folder, TOY_DATA + data_params + model_section(model, model_params), **kwargs)
+
+
+def run_folder(experiment, run):
+    from mosaic import runfiles
+
+    return Path(runfiles.run_dir(experiment.process.run_files_path, run.run_hash))
+
+
+def losses(experiment, run):
+    """(epoch, train, test) rows of the run's loss file: exact floats, seconds left out."""
+    from mosaic import runfiles
+
+    return [row[:3] for row in runfiles.read_losses(run_folder(experiment, run) / runfiles.LOSSES)]
+
+
+def result_of(experiment, run):
+    from mosaic import runfiles
+
+    return runfiles.read_json(run_folder(experiment, run) / runfiles.RESULT)
+
+
+def user_class(run, index, name):
+    """The class object the run uses (the same module mosaic loaded), to read what it recorded."""
+    from mosaic.run.classes import load_class
+
+    return load_class(run.modules[index].path, name)
+
+
+def quiet(_line):
+    pass
+
+
+def final_models(experiment, run):
+    """The state dicts model.pt holds (None for a model that is not an nn.Module)."""
+    import torch
+
+    from mosaic import runfiles
+
+    return torch.load(run_folder(experiment, run) / runfiles.MODEL, weights_only=False)["models"]
+
+
+# ---------------------------------------------------------------- GPU locks and warm starts (tests/run)
+
+
+def gpu_is_free(device, lock_dir):
+    """Whether `device` can be taken now (taken and given back at once)."""
+    from mosaic.run.devices import acquire_slot
+
+    try:
+        _, handle = acquire_slot([device], lock_dir=lock_dir, poll=0.01, timeout=0)
+    except TimeoutError:
+        return False
+    handle.close()
+    return True
+
+
+def wait_for(condition, what, timeout=60.0):
+    """wait_until, polled every 50 ms; the AssertionError says what was awaited."""
+    try:
+        return wait_until(condition, timeout=timeout, interval=0.05)
+    except AssertionError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+class Warm:
+    """An experiment plus a private warm-start server folder; starts jobs the way Snakemake does."""
+
+    def __init__(self, folder, epochs=1, **env):
+        from mosaic.experiment import load_experiment
+        from mosaic.run import warm
+
+        self.experiment = Experiment(folder / "exp", small_settings(epochs=epochs))
+        self.loaded = load_experiment(str(self.experiment.ini))
+        self.dir = folder / "w"
+        self.env = command_env()
+        self.env.update({warm.DIR_ENV: str(self.dir), warm.IDLE_ENV: "60", **env})
+        self.env.pop(warm.ENABLE_ENV, None)
+        self.env.pop("SLURM_JOB_ID", None)
+        self.env.pop("MOSAIC_SNAKEMAKE_PID", None)
+
+    def run_hash(self, index=0):
+        return self.loaded.runs[index].run_hash
+
+    def folder(self, index=0):
+        return self.experiment.folder / ".runs" / self.run_hash(index)
+
+    def start_job(self, index=0, **env):
+        """The job, its output going to files (self.out, self.err), as Snakemake sends it to the log."""
+        self.out, self.err = self.dir.parent / f"job{index}.out", self.dir.parent / f"job{index}.err"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            return subprocess.Popen(
+                [sys.executable, "-m", "mosaic.run.job", "config.ini", self.run_hash(index)],
+                cwd=self.experiment.folder, env={**self.env, **env}, stdout=out, stderr=err,
+            )
+
+    def finish(self, process, timeout=300):
+        process.wait(timeout=timeout)
+        return process.returncode, self.out.read_text(), self.err.read_text()
+
+    def job(self, index=0, **env):
+        return self.finish(self.start_job(index, **env))
+
+    def wait_first_epoch(self):
+        wait_for(lambda: "epoch 1/" in self.out.read_text(), "a first epoch")
+
+    def log(self):
+        logs = list(self.dir.glob("*.log"))
+        return "".join(path.read_text() for path in logs)
+
+    def server_pids(self):
+        return [int(pid) for pid in re.findall(r"server (\d+) listening", self.log())]
+
+    def run_pid(self, index=0):
+        """The pid of the forked run of job `index`, from the server's log."""
+        found = re.findall(rf"run (\d+): config.ini {self.run_hash(index)} ", self.log())
+        return int(found[-1]) if found else None
+
+    def stop_servers(self):
+        import signal
+
+        from mosaic.run.job import alive
+
+        for pid in self.server_pids():
+            if alive(pid):
+                os.kill(pid, signal.SIGTERM)

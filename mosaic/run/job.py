@@ -1,6 +1,6 @@
 """One training run, as one Snakemake job: `python -m mosaic.run.job <run folder>/spec.json`.
 
-The job reads only its run's spec and context (written by the workflow, see mosaic/ops/specs.py):
+The job reads only its run's spec and context (written by the workflow, see mosaic/ops/spec_files.py):
 its start-up cost does not depend on the size of the ini. `python -m mosaic.run.job INI RUN_HASH`
 (by hand) reads the ini instead. Its output goes to the run's train.log. On failure it writes
 error.txt (the traceback) and exits 1, so that Snakemake records a failed job, keeps going with

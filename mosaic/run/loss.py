@@ -31,6 +31,11 @@ def batch_size(target):
     return target.shape[0] if isinstance(target, torch.Tensor) and target.dim() > 0 else 1
 
 
+def reduction_of(loss_fn):
+    """The loss's reduction, as per_sample takes it: "mean" for a loss class without a `reduction` attribute."""
+    return getattr(loss_fn, "reduction", "mean")
+
+
 def per_sample(loss, samples, reduction):
     """(the loss to backpropagate, the batch's loss summed over its samples).
 

@@ -42,11 +42,14 @@ FAST = (torch._C._VariableFunctions, torch._C._nn, torch._C._linalg, torch._C._s
 
 
 class StepTracer:
-    """step(x, y, eager) -> the batch's summed loss, the parameters' gradients set."""
+    """step(x, y, eager) -> the batch's summed loss, the parameters' gradients set (each was None: the loop
+    zeroes them with set_to_none=True, and a replay sets them as autograd does into None); `log` gets the
+    decision for each batch shape."""
 
-    def __init__(self, pipeline, reduction):
+    def __init__(self, pipeline, reduction, log):
         self.pipeline = pipeline
         self.reduction = reduction
+        self.log = log
         self.params = list(pipeline.parameters)
         self.buffers = list({id(b): b for model in pipeline.models for b in model.buffers()}.values())
         self.steps = {}  # batch key -> the replayed step, or None where the eager step stays
@@ -81,7 +84,7 @@ class StepTracer:
             graph = self._trace(x, y)
         except Exception as error:  # noqa: BLE001 - whatever stops the trace keeps the eager step
             self.why[key] = f"not traced: {type(error).__name__}: {error}"
-            self.pipeline.log(f"traced step: eager step kept for {shape}: {self.why[key]}")
+            self.log(f"traced step: eager step kept for {shape}: {self.why[key]}")
             return eager(x, y)
         rng = torch.get_rng_state()
         tensors = [*self.params, *self.buffers, x, y]
@@ -110,9 +113,9 @@ class StepTracer:
                 break
             self.why[key] = f"the replay differs from the eager step: {differs}"
         if self.steps[key]:
-            self.pipeline.log(f"traced step: replayed for {shape} (its first step equals the eager step bit for bit)")
+            self.log(f"traced step: replayed for {shape} (its first step equals the eager step bit for bit)")
         else:
-            self.pipeline.log(f"traced step: eager step kept for {shape}: {self.why[key]}")
+            self.log(f"traced step: eager step kept for {shape}: {self.why[key]}")
         return result
 
     def _trace(self, x, y):
@@ -127,7 +130,7 @@ class StepTracer:
         pipeline, reduction = self.pipeline, self.reduction
         memo = {}
         models, loss_fn = copy.deepcopy((pipeline.models, pipeline.loss_fn), memo)
-        calls = [pipeline._call_of(model, info) for model, info in zip(models, pipeline.infos)]
+        calls = [pipeline.call_of(model, info) for model, info in zip(models, pipeline.infos)]
         originals = [memo.get(id(t), t) for t in self.params + self.buffers]
         modules = list({id(m): m for model in models for m in model.modules()}.values())
         nparams = len(self.params)

@@ -21,7 +21,7 @@ from mosaic.run.checkpoint import (
     set_rng_state,
 )
 from mosaic.run.classes import construct, load_class, takes_run_info
-from mosaic.run.loss import backward, batch_loss, batch_size, per_sample
+from mosaic.run.loss import backward, batch_loss, batch_size, per_sample, reduction_of
 from mosaic.run.metrics import Metrics
 from mosaic.run.optimizer import make_optimizer
 from mosaic.version import version
@@ -75,13 +75,9 @@ class Pipeline:
         }
         self.train_loader, self.test_loader = self._prepare_data()
         self.models, self.infos = self._build_models()
-        self.calls = [self._call_of(model, info) for model, info in zip(self.models, self.infos)]
+        self.calls = [self.call_of(model, info) for model, info in zip(self.models, self.infos)]
         self.parameters = unique_parameters(self.models)
         self.loss_fn = make_loss(experiment)
-        # the training step traced once and replayed (mosaic/run/traced.py): CPU runs, unless the ini says not
-        self.traced_step = experiment.process.traced_step and torch.device(device).type == "cpu"
-        self.tracer = None  # train_epoch's StepTracer once made, False where the step stays eager
-        self.log = print  # train_run's log: train.log in a job
 
     def _prepare_data(self):
         data = None
@@ -125,8 +121,9 @@ class Pipeline:
             if extra:
                 self.run_info.update(extra)
 
-    def _call_of(self, model, info):
-        """How to apply one model module, decided once (inspecting forward costs a step's tenth)."""
+    def call_of(self, model, info):
+        """How to apply one model module, decided once (inspecting forward costs a step's tenth); the traced
+        step applies its copies of the models this way too."""
         call = model if isinstance(model, torch.nn.Module) else model.forward
         if takes_run_info(model.forward):
             return lambda x: call(x, self.run_info, info)
@@ -201,9 +198,12 @@ def make_loss(experiment):
     return cls()
 
 
-def train_epoch(pipeline, batches, optimizer):
+def train_epoch(pipeline, batches, optimizer, tracer=None):
+    """The epoch's training loss (per-sample mean). Each step: optimizer.zero_grad(set_to_none=True), every
+    gradient None; the step, which sets them (forward, loss and backward, or `tracer`'s replay: a TracedStep
+    where train_run made one); optimizer.step()."""
     pipeline.train_mode(True)
-    reduction = getattr(pipeline.loss_fn, "reduction", "mean")
+    reduction = reduction_of(pipeline.loss_fn)
     total, count = 0.0, 0
 
     def eager(x, y):
@@ -219,37 +219,74 @@ def train_epoch(pipeline, batches, optimizer):
         pipeline.custom_backward(loss)
         return summed
 
-    tracer = getattr(pipeline, "tracer", None)
     for x, y in batches:
         optimizer.zero_grad(set_to_none=True)
         summed = tracer.step(x, y, eager) if tracer else eager(x, y)
         optimizer.step()
         total += summed
         count += batch_size(y)
-        if tracer is None and getattr(pipeline, "traced_step", False):  # from the second step on
-            tracer = pipeline.tracer = step_tracer(pipeline, reduction)
-            if not tracer:
-                pipeline.log("traced step: not tried: a model that is not a torch module, a custom backward or a"
-                             " backward hook")
     if count == 0:
         raise MosaicError("the train loader gave no batch")
     return float(total / count)
 
 
-def step_tracer(pipeline, reduction):
+class TracedStep:
+    """The run's training step traced once and replayed (mosaic/run/traced.py), as train_epoch takes it:
+    step(x, y, eager) gives the batch's summed loss with the gradients set, as eager(x, y) does. The first
+    step is eager; after it the StepTracer is made (step_tracer), or none where the models allow none."""
+
+    def __init__(self, pipeline, log):
+        self.pipeline = pipeline
+        self.log = log
+        self.tracer = None  # the StepTracer from the second step on, False where the step stays eager
+
+    def step(self, x, y, eager):
+        if self.tracer:
+            return self.tracer.step(x, y, eager)
+        summed = eager(x, y)
+        if self.tracer is None:
+            self.tracer = step_tracer(self.pipeline, reduction_of(self.pipeline.loss_fn), self.log)
+            if not self.tracer:
+                self.log("traced step: not tried: a model that is not a torch module, a custom backward or a"
+                         " backward hook")
+        return summed
+
+
+def step_tracer(pipeline, reduction, log):
     """A StepTracer (mosaic/run/traced.py) where the step can be replayed, else False (the eager step)."""
     if pipeline.has_custom_backward:
         return False
     from mosaic.run.traced import StepTracer, replayable
 
-    return replayable(pipeline.models, pipeline.parameters) and StepTracer(pipeline, reduction)
+    return replayable(pipeline.models, pipeline.parameters) and StepTracer(pipeline, reduction, log)
+
+
+def tracer_for(experiment, pipeline, device, epochs_left, log):
+    """The TracedStep of a run where [PROCESS] traced_step asks for one and it pays (it is on the CPU and
+    has MIN_STEPS steps left to train: a trace costs ~50 ms, some 400 steps of the tutorial's), else None;
+    why not goes to the log."""
+    if not experiment.process.traced_step:
+        return None
+    if torch.device(device).type != "cpu":
+        log(f"traced step: not tried: the step is traced on the CPU only, this run is on {device}")
+        return None
+    from mosaic.run.traced import MIN_STEPS
+
+    try:
+        steps = epochs_left * len(pipeline.train_loader)
+    except TypeError:  # a loader without a length (an IterableDataset): its epochs are not known
+        steps = 0
+    if steps < MIN_STEPS:
+        log(f"traced step: not tried: {steps} steps to train, fewer than the {MIN_STEPS} a trace pays for")
+        return None
+    return TracedStep(pipeline, log)
 
 
 @torch.no_grad()
 def evaluate(pipeline, batches, collect=None):
     """The test loss (per-sample mean); `collect`, a list, receives the (prediction, target) of each batch."""
     pipeline.train_mode(False)
-    reduction = getattr(pipeline.loss_fn, "reduction", "mean")
+    reduction = reduction_of(pipeline.loss_fn)
     total, count = 0.0, 0
     for x, y in batches:
         samples = batch_size(y)
@@ -302,7 +339,6 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     make_deterministic(device, experiment.process.deterministic)
     seed_everything(run.seed)
     pipeline = Pipeline(run, experiment, device)
-    pipeline.log = log
     optimizer = make_optimizer(experiment, pipeline.parameters)
     # making the cached batches reads the loaders and leaves the random generators as they were
     limit = experiment.monitor.batch_cache_limit
@@ -319,22 +355,11 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         metric_rows = list(checkpoint.get("metrics", []))
         log(f"continuing from the checkpoint at epoch {len(rows)}")
 
-    if pipeline.traced_step:  # a trace costs ~50 ms, some 400 steps of the tutorial's: only where it pays
-        from mosaic.run.traced import MIN_STEPS
-
-        try:
-            steps = (target - len(rows)) * len(pipeline.train_loader)
-        except TypeError:  # a loader without a length (an IterableDataset): its epochs are not known
-            steps = 0
-        pipeline.traced_step = steps >= MIN_STEPS
-        if not pipeline.traced_step:
-            log(f"traced step: not tried: {steps} steps to train, fewer than the {MIN_STEPS} a trace pays for")
-    elif experiment.process.traced_step:
-        log(f"traced step: not tried: the step is traced on the CPU only, this run is on {device}")
+    tracer = tracer_for(experiment, pipeline, device, target - len(rows), log)
     diverged = False
     for epoch in range(len(rows) + 1, target + 1):
         tick = time.perf_counter()
-        train_loss = train_epoch(pipeline, train_batches(), optimizer)
+        train_loss = train_epoch(pipeline, train_batches(), optimizer, tracer)
         collected = [] if metrics else None
         test_loss = evaluate(pipeline, test_batches(), collected)
         measured = metrics.compute(*zip(*collected)) if metrics else {}

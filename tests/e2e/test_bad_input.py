@@ -13,8 +13,7 @@ import pytest
 
 from mosaic.ops.cli import COMMANDS
 from tests.e2e import bad_input_cases as cases
-from tests.experiment.test_config import CLASS_FILES, TUTORIAL
-from tests.fakes import Experiment, command_env, small_settings
+from tests.fakes import CLASS_FILES, TUTORIAL, Experiment, command_env, small_settings
 
 
 def call(argv):

@@ -13,7 +13,7 @@ from mosaic.results.database import build
 from mosaic.results.plots import metaplot_data
 from mosaic.run.metrics import accuracy, mae, rmse
 from mosaic.run.training import train_run
-from tests.run.test_training import TOY_DATA, make_experiment, quiet, run_folder
+from tests.fakes import TOY_DATA, make_experiment, quiet, run_folder
 
 HOOKED = """
 import torch

@@ -1,12 +1,48 @@
-"""GPU determinism: PyTorch's deterministic settings are set for GPU runs unless the ini opts out."""
+"""Runs are reproducible: the same run twice gives the same losses and weights bit for bit, in any folder, and
+its replicates differ (their seeds); GPU runs get PyTorch's deterministic settings unless the ini opts out."""
 
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from mosaic.experiment import load_experiment
-from tests.fakes import ROOT, TUTORIAL_INI, set_key
+from mosaic.run.training import train_run
+from tests.fakes import DROP_DATA, ROOT, TUTORIAL_INI, final_models, losses, quiet, set_key, toy
+
+# ---------------------------------------------------------------------------------------------------------
+# Seeds
+
+
+def test_same_run_twice_is_bit_identical_and_replicates_differ(tmp_path):
+    experiment = toy(tmp_path, model="DropNet", data_params=DROP_DATA, epochs=3, multiplicity=2)
+    first, second = experiment.runs
+    assert first.seed != second.seed
+    train_run(experiment, first, log=quiet)
+    once = losses(experiment, first)
+    once_state = final_models(experiment, first)
+    train_run(experiment, first, log=quiet)
+    assert losses(experiment, first) == once
+    for a, b in zip(once_state[0].values(), final_models(experiment, first)[0].values()):
+        assert torch.equal(a, b)
+    train_run(experiment, second, log=quiet)
+    other = losses(experiment, second)
+    assert [row[1] for row in other] != [row[1] for row in once]
+    assert all(a[1] != b[1] for a, b in zip(once, other))
+
+
+def test_same_ini_in_another_folder_gives_the_same_losses(tmp_path):
+    a = toy(tmp_path / "a", model="DropNet", data_params=DROP_DATA, epochs=2)
+    b = toy(tmp_path / "b", model="DropNet", data_params=DROP_DATA, epochs=2)
+    assert a.runs[0].run_hash == b.runs[0].run_hash
+    train_run(a, a.runs[0], log=quiet)
+    train_run(b, b.runs[0], log=quiet)
+    assert losses(a, a.runs[0]) == losses(b, b.runs[0])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# GPU settings: PyTorch's deterministic algorithms
 
 CHECK = """
 import os, sys, torch

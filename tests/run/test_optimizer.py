@@ -1,15 +1,12 @@
-"""The run's optimizer: torch's own fused implementation, bit for bit, with its kernel called directly."""
-
-from types import SimpleNamespace
+"""The run's optimizer (mosaic/run/optimizer.py): torch's own fused implementation, bit for bit, with its kernel
+called directly; over every model module's parameters, the ini's class."""
 
 import pytest
 import torch
 
 from mosaic.run.optimizer import RunOptimizer, make_optimizer
-
-
-def experiment(optimizer="Adam", lr=1e-2):
-    return SimpleNamespace(ini_path="exp.ini", process=SimpleNamespace(optimizer=optimizer, lr=lr))
+from mosaic.run.training import Pipeline, seed_everything, train_run
+from tests.fakes import TOY_DATA, final_models, losses, make_experiment, optimizer_experiment, quiet, toy
 
 
 def mlp(seed=0):
@@ -53,7 +50,7 @@ def flat_values(model):
 @pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD", "Adagrad"])
 def test_the_update_is_torchs_fused_implementation_bit_for_bit(name):
     ours, theirs, default = mlp(), mlp(), mlp()
-    optimizer = make_optimizer(experiment(name), list(ours.parameters()))
+    optimizer = make_optimizer(optimizer_experiment(name), list(ours.parameters()))
     train(ours, optimizer, steps=200)
     train(theirs, getattr(torch.optim, name)(theirs.parameters(), lr=1e-2, fused=True), steps=200)
     assert torch.equal(flat_values(ours), flat_values(theirs))
@@ -65,7 +62,7 @@ def test_the_update_is_torchs_fused_implementation_bit_for_bit(name):
 
 def test_an_optimizer_without_a_fused_kernel_is_torchs_default():
     ours, theirs = mlp(), mlp()
-    train(ours, make_optimizer(experiment("RMSprop"), list(ours.parameters())))
+    train(ours, make_optimizer(optimizer_experiment("RMSprop"), list(ours.parameters())))
     train(theirs, torch.optim.RMSprop(theirs.parameters(), lr=1e-2))
     assert torch.equal(flat_values(ours), flat_values(theirs))
 
@@ -83,7 +80,7 @@ def test_a_flat_checkpoint_of_an_earlier_mosaic_is_continued_tensor_by_tensor():
     flat["step"] = state["state"][0]["step"].clone()
     saved = {"state": {0: flat}, "param_groups": [dict(state["param_groups"][0], params=[0])]}
     model.load_state_dict(theirs.state_dict())
-    optimizer = make_optimizer(experiment("Adam"), list(model.parameters()))
+    optimizer = make_optimizer(optimizer_experiment("Adam"), list(model.parameters()))
     optimizer.load_state_dict(saved)
     train(model, optimizer, steps=10)
     train(theirs, reference, steps=10)
@@ -109,14 +106,14 @@ def test_a_parameter_reached_on_some_steps_only_is_stepped_as_torch_steps_it(nam
     state unchanged); an earlier flat update gave it zero-gradient steps (Adam: |diff| 0.016)."""
     ours, theirs = TwoHeads(), TwoHeads()
     before = ours.extra.weight.detach().clone()
-    optimizer = make_optimizer(experiment(name), list(ours.parameters()))
+    optimizer = make_optimizer(optimizer_experiment(name), list(ours.parameters()))
     train(ours, optimizer, forward=ours.forward, with_step=True, steps=2)
     moved = ours.extra.weight.detach().clone()
     assert not torch.equal(moved, before)  # the first step reached it
     train(ours, optimizer, forward=lambda x, step: ours.forward(x, step + 1), with_step=True, steps=2)
     assert torch.equal(ours.extra.weight, moved)  # steps 2 and 3 did not
     ours = TwoHeads()
-    optimizer = make_optimizer(experiment(name), list(ours.parameters()))
+    optimizer = make_optimizer(optimizer_experiment(name), list(ours.parameters()))
     train(ours, optimizer, forward=ours.forward, with_step=True)
     train(theirs, getattr(torch.optim, name)(theirs.parameters(), lr=1e-2, fused=True),
           forward=theirs.forward, with_step=True)
@@ -150,12 +147,12 @@ def test_the_direct_fused_kernel_is_torchs_step_bit_for_bit(cls, options):
 def test_the_direct_fused_kernel_only_for_fused_adam_and_steps_where_every_parameter_has_a_gradient():
     for name, direct in (("Adam", True), ("AdamW", True), ("SGD", False), ("Adagrad", False)):
         model = mlp()
-        optimizer = make_optimizer(experiment(name), list(model.parameters()))
+        optimizer = make_optimizer(optimizer_experiment(name), list(model.parameters()))
         train(model, optimizer, steps=2)
         assert callable(optimizer.fused_step) == direct, name
     ours, theirs = WithUnused(), WithUnused()
     before = ours.unused.weight.detach().clone()
-    train(ours, make_optimizer(experiment("AdamW"), list(ours.parameters())))
+    train(ours, make_optimizer(optimizer_experiment("AdamW"), list(ours.parameters())))
     train(theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-2, fused=True))
     assert torch.equal(ours.unused.weight, before)  # AdamW's weight decay would shrink it, torch skips it
     assert torch.equal(flat_values(ours), flat_values(theirs))
@@ -166,5 +163,77 @@ def test_adagrad_is_fused_on_the_cpu_only(device, fused):
     """torch's fused Adagrad runs on the CPU alone: on a GPU its constructor took fused=True and the
     first step raised, so every Adagrad run on a GPU failed (found on an H200, torch 2.11)."""
     params = [torch.nn.Parameter(torch.zeros(3, device=device))]
-    optimizer = make_optimizer(experiment("Adagrad"), params)
+    optimizer = make_optimizer(optimizer_experiment("Adagrad"), params)
     assert bool(optimizer.optimizer.defaults.get("fused")) == fused
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run's optimizer: every model module's parameters, the ini's class
+
+NETS = """
+import torch
+
+class Encoder(torch.nn.Module):
+    def __init__(self, input_size, hidden):
+        super().__init__()
+        self.hidden = hidden
+        self.lin = torch.nn.Linear(input_size, hidden)
+
+    def forward(self, x):
+        return torch.tanh(self.lin(x))
+
+    def info(self):
+        return {"hidden_size": self.hidden}
+
+
+class Head(torch.nn.Module):
+    def __init__(self, hidden_size):
+        super().__init__()
+        self.lin = torch.nn.Linear(hidden_size, 1)
+
+    def forward(self, x):
+        return self.lin(x)
+"""
+
+
+ENC_HEAD = """
+[enc]
+type = enc
+class = Encoder
+path_to_class = nets.py
+hidden = 4
+
+[head]
+type = head
+class = Head
+path_to_class = nets.py
+"""
+
+
+def test_every_model_module_is_optimized(tmp_path):
+    experiment = make_experiment(
+        tmp_path, TOY_DATA + ENC_HEAD, files={"nets.py": NETS}, pipeline_scheme="enc, head", epochs=2
+    )
+    run = experiment.runs[0]
+    seed_everything(run.seed)
+    initial = [
+        {name: tensor.clone() for name, tensor in model.state_dict().items()}
+        for model in Pipeline(run, experiment, "cpu").models
+    ]
+    result = train_run(experiment, run, log=quiet)
+    final = final_models(experiment, run)
+    assert result["nb_params"] == (3 * 4 + 4) + (4 + 1)
+    assert len(final) == 2
+    for before, after in zip(initial, final):
+        assert before.keys() == after.keys()
+        for name in before:
+            assert before[name].shape == after[name].shape
+            assert not torch.equal(before[name], after[name]), name
+
+
+def test_sgd_optimizer_by_name(tmp_path):
+    experiment = toy(tmp_path, epochs=3, process="optimizer = SGD\n", lr=0.05)
+    train_run(experiment, experiment.runs[0], log=quiet)
+    rows = losses(experiment, experiment.runs[0])
+    assert rows[-1][1] < rows[0][1]
+

@@ -6,16 +6,13 @@ keep the eager step.
 """
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
-from test_training import TOY_DATA, final_models, losses, make_experiment, quiet
 
 from mosaic.errors import MosaicError
 from mosaic.run import traced, training
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.fakes import ASYM, ROOT, TOY_DATA, final_models, losses, make_experiment, quiet, toy
 
 NETS = """
 import random
@@ -195,7 +192,7 @@ def test_the_tutorial_model_is_replayed_bit_identically(tmp_path, tracers):
     results = []
     for traced_step in (False, True):
         folder = tmp_path / str(traced_step)
-        shutil.copytree(REPO / "share", folder)
+        shutil.copytree(ROOT / "share", folder)
         ini = (folder / "config.ini").read_text().replace("epochs = 400", f"epochs = 3\ntraced_step = {traced_step}")
         (folder / "config.ini").write_text(ini)
         from mosaic.experiment import load_experiment
@@ -229,8 +226,6 @@ def test_a_forward_that_a_replay_would_change_keeps_the_eager_step(tmp_path, tra
 
 
 def test_a_custom_loss_that_records_its_calls_keeps_the_eager_step(tmp_path, tracers):
-    from test_training import ASYM
-
     experiment = make_experiment(
         tmp_path, TOY_DATA + "\n[model]\ntype = model\nclass = Net\npath_to_class = nets.py\n", epochs=2,
         files={"nets.py": NETS, "loss.py": ASYM},
@@ -320,8 +315,6 @@ def test_a_trial_leaves_the_run_as_the_eager_step_would(tmp_path, tracers, model
 
 
 def test_a_custom_backward_or_a_model_that_is_no_module_is_not_traced(tmp_path, tracers):
-    from test_training import toy
-
     experiment = toy(tmp_path, model="Bare", process="traced_step = True")
     training.train_run(experiment, experiment.runs[0], log=quiet)
     assert tracers == [False]

@@ -8,7 +8,7 @@ import pytest
 from mosaic.errors import MosaicError
 from mosaic.experiment import load_experiment, torchnames
 from mosaic.experiment.values import parse_values
-from tests.experiment.test_config import DATASET, FUNNEL, MONITOR, PROCESS, load
+from tests.fakes import DATASET, FUNNEL, MONITOR, PROCESS, load_ini, toy, write_ini
 
 
 def tutorial(process_extra="", monitor=MONITOR, sections=DATASET + FUNNEL, process=PROCESS):
@@ -17,7 +17,7 @@ def tutorial(process_extra="", monitor=MONITOR, sections=DATASET + FUNNEL, proce
 
 def fails(tmp_path, text, *needles):
     with pytest.raises(MosaicError) as caught:
-        load(tmp_path, text)
+        load_ini(tmp_path, text)
     message = str(caught.value)
     assert "\n" not in message
     for needle in needles:
@@ -37,8 +37,16 @@ def test_unknown_optimizer_fails_at_load_with_a_suggestion(tmp_path):
     fails(tmp_path, tutorial("optimizer = Adamm\n"), "[PROCESS] optimizer", "did you mean 'Adam'?")
 
 
+def test_unknown_torch_loss_and_optimizer_are_mosaic_errors(tmp_path):
+    # refused when the ini is read, before any run
+    with pytest.raises(MosaicError, match="NoSuchLoss"):
+        toy(tmp_path / "a", process="loss_function = NoSuchLoss\n")
+    with pytest.raises(MosaicError, match="NoSuchOptim"):
+        toy(tmp_path / "b", process="optimizer = NoSuchOptim\n")
+
+
 def test_known_torch_names_load(tmp_path):
-    experiment = load(tmp_path, tutorial("loss_function = CrossEntropyLoss\noptimizer = SGD\n"))
+    experiment = load_ini(tmp_path, tutorial("loss_function = CrossEntropyLoss\noptimizer = SGD\n"))
     assert (experiment.process.loss_function, experiment.process.optimizer) == ("CrossEntropyLoss", "SGD")
 
 
@@ -50,8 +58,6 @@ def test_torch_name_lists_match_the_installed_torch():
 
 
 def test_reading_an_ini_does_not_import_torch(tmp_path):
-    from tests.experiment.test_config import write_ini
-
     ini = write_ini(tmp_path, tutorial("optimizer = SGD\n"))
     code = f"import sys; from mosaic.experiment import load_experiment; load_experiment({str(ini)!r});" \
            "print('torch' in sys.modules)"
@@ -67,7 +73,7 @@ def test_malformed_gpu_available_fails(tmp_path):
         monitor = MONITOR.replace("gpu_available = None", f"gpu_available = {value}")
         fails(tmp_path, tutorial(monitor=monitor), "[MONITOR] gpu_available", "cuda:0")
     monitor = MONITOR.replace("gpu_available = None", "gpu_available = cuda:0, cuda:1 cuda:2")
-    assert load(tmp_path, tutorial(monitor=monitor)).monitor.gpu_available == ("cuda:0", "cuda:1", "cuda:2")
+    assert load_ini(tmp_path, tutorial(monitor=monitor)).monitor.gpu_available == ("cuda:0", "cuda:1", "cuda:2")
 
 
 def test_misspelled_monitor_key_fails_instead_of_one_replicate(tmp_path):
@@ -81,12 +87,12 @@ def test_unknown_monitor_key_fails_and_lists_the_known_ones(tmp_path):
 
 
 def test_process_extra_keys_stay_but_near_misses_fail(tmp_path):
-    experiment = load(tmp_path, tutorial("momentum = 0.9\ncomment = hello\n"))
+    experiment = load_ini(tmp_path, tutorial("momentum = 0.9\ncomment = hello\n"))
     assert experiment.process.extra == (("momentum", 0.9), ("comment", "hello"))
     fails(tmp_path, tutorial("optimiser = SGD\n"), "[PROCESS] optimiser", "did you mean 'optimizer'?")
     fails(tmp_path, tutorial("checkpoint_evry = 5\n"), "did you mean 'checkpoint_every'?")
     fails(tmp_path, tutorial("Optimizer = SGD\n"), "[PROCESS] Optimizer", "did you mean 'optimizer'?")
-    experiment = load(tmp_path, tutorial("epochs_max = 10\nseed_note = first\n"))
+    experiment = load_ini(tmp_path, tutorial("epochs_max = 10\nseed_note = first\n"))
     assert experiment.process.extra == (("epochs_max", 10), ("seed_note", "first"))
 
 
@@ -108,7 +114,7 @@ def test_exponent_bounds_are_allowed():
 def test_unicode_digits_are_not_numbers(tmp_path):
     assert parse_values("٣, ３", "w") == ["٣", "３"]
     assert parse_values("3, ٣", "w") == [3, "٣"]
-    experiment = load(tmp_path, tutorial(sections=DATASET + FUNNEL.replace("width = {2-4}", "width = ٣, ３")))
+    experiment = load_ini(tmp_path, tutorial(sections=DATASET + FUNNEL.replace("width = {2-4}", "width = ٣, ３")))
     assert len(experiment.runs) == 2 * 4
     process = PROCESS.replace("epochs = 400", "epochs = ٣")
     fails(tmp_path, tutorial(process=process), "[PROCESS] epochs", "not an integer")
@@ -142,8 +148,6 @@ def test_typo_in_a_scheme_names_the_typo(tmp_path):
 
 
 def test_class_file_beside_the_ini_wins_over_the_current_directory(tmp_path, monkeypatch, capfd):
-    from tests.experiment.test_config import write_ini
-
     ini = write_ini(tmp_path / "exp", tutorial())
     (tmp_path / "mlp.py").write_text("class other:\n    pass\n")  # same name, in the current directory
     monkeypatch.chdir(tmp_path)
@@ -153,8 +157,6 @@ def test_class_file_beside_the_ini_wins_over_the_current_directory(tmp_path, mon
 
 
 def test_class_file_found_only_in_the_current_directory_gets_one_warning(tmp_path, monkeypatch, capfd):
-    from tests.experiment.test_config import write_ini
-
     monkeypatch.setenv("MOSAIC_WARNED", "")  # restored afterwards: the warning state is per test
 
     ini = write_ini(tmp_path / "exp", tutorial(sections=DATASET + FUNNEL + FUNNEL.replace(
@@ -171,32 +173,10 @@ def test_class_file_found_only_in_the_current_directory_gets_one_warning(tmp_pat
     assert child.stderr == ""  # a process this one starts (Snakemake, a job) does not say it again
 
 
-# ---------------------------------------------------------------- commands and training
+# ---------------------------------------------------------------- commands
 
 
 def test_unknown_status_selector_is_refused(small_experiment):
     result = small_experiment.command("mosaic_plotloss", "database.db", "out.pdf", "-status", "finished")
     assert result.returncode != 0
     assert "invalid choice: 'finished'" in result.stderr
-
-
-def test_detached_loss_fails_the_run(tmp_path):
-    from mosaic.run.training import train_run
-    from tests.run.test_training import TOY_DATA, make_experiment, quiet
-
-    source = """
-    import torch
-
-    class Detached(torch.nn.Module):
-        def __init__(self, input_size):
-            super().__init__()
-            self.lin = torch.nn.Linear(input_size, 1)
-
-        def forward(self, x):
-            return self.lin(x).detach()
-    """
-    section = "\n[model]\ntype = model\nclass = Detached\npath_to_class = detached.py\n"
-    experiment = make_experiment(tmp_path, TOY_DATA + section, files={"detached.py": source})
-    with pytest.raises(MosaicError, match="the loss does not require grad"):
-        train_run(experiment, experiment.runs[0], log=quiet)
-    assert not (tmp_path / ".runs" / experiment.runs[0].run_hash / "result.json").exists()

@@ -8,92 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from mosaic import runfiles
-from mosaic.experiment import load_experiment
 from mosaic.run import warm
-from tests.fakes import Experiment, command_env, small_settings
-
-
-def wait_for(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is gone for our purpose
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-class Warm:
-    """An experiment plus a private server folder; starts jobs the way Snakemake does."""
-
-    def __init__(self, folder, epochs=1, **env):
-        self.experiment = Experiment(folder / "exp", small_settings(epochs=epochs))
-        self.loaded = load_experiment(str(self.experiment.ini))
-        self.dir = folder / "w"
-        self.env = command_env()
-        self.env.update({warm.DIR_ENV: str(self.dir), warm.IDLE_ENV: "60", **env})
-        self.env.pop(warm.ENABLE_ENV, None)
-        self.env.pop("SLURM_JOB_ID", None)
-        self.env.pop("MOSAIC_SNAKEMAKE_PID", None)
-
-    def run_hash(self, index=0):
-        return self.loaded.runs[index].run_hash
-
-    def folder(self, index=0):
-        return self.experiment.folder / ".runs" / self.run_hash(index)
-
-    def start_job(self, index=0, **env):
-        """The job, its output going to files (self.out, self.err), as Snakemake sends it to the log."""
-        self.out, self.err = self.dir.parent / f"job{index}.out", self.dir.parent / f"job{index}.err"
-        with open(self.out, "w") as out, open(self.err, "w") as err:
-            return subprocess.Popen(
-                [sys.executable, "-m", "mosaic.run.job", "config.ini", self.run_hash(index)],
-                cwd=self.experiment.folder, env={**self.env, **env}, stdout=out, stderr=err,
-            )
-
-    def finish(self, process, timeout=300):
-        process.wait(timeout=timeout)
-        return process.returncode, self.out.read_text(), self.err.read_text()
-
-    def job(self, index=0, **env):
-        return self.finish(self.start_job(index, **env))
-
-    def wait_first_epoch(self):
-        wait_for(lambda: "epoch 1/" in self.out.read_text(), what="a first epoch")
-
-    def log(self):
-        logs = list(self.dir.glob("*.log"))
-        return "".join(path.read_text() for path in logs)
-
-    def server_pids(self):
-        return [int(pid) for pid in re.findall(r"server (\d+) listening", self.log())]
-
-    def run_pid(self, index=0):
-        """The pid of the forked run of job `index`, from the server's log."""
-        found = re.findall(rf"run (\d+): config.ini {self.run_hash(index)} ", self.log())
-        return int(found[-1]) if found else None
-
-    def stop_servers(self):
-        for pid in self.server_pids():
-            if alive(pid):
-                os.kill(pid, signal.SIGTERM)
+from mosaic.run.job import alive
+from tests.fakes import Warm, wait_for
 
 
 @pytest.fixture

@@ -11,10 +11,9 @@ import shutil
 import subprocess
 import sys
 
-from test_warm import Warm
-
 from mosaic import runfiles
 from mosaic.run import warm
+from tests.fakes import Warm
 
 PROBE = '''
 

@@ -16,9 +16,9 @@ import sys
 import tempfile
 
 import pytest
-from test_warm import Warm
 
 from mosaic.run import warm
+from tests.fakes import Warm
 
 NOBODY = pwd.getpwnam("nobody")
 KEY = "0123456789abcdef"  # the server key, fixed: other sessions edit Mosaic's files, which changes the real one
