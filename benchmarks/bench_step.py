@@ -136,14 +136,14 @@ def step_variants(work):
         def build():
             training.seed_everything(run.seed)
             pipeline = training.Pipeline(run, experiment, "cpu")
-            pipeline.traced_step = traced  # the ini's default False, or traced_step = True (400 epochs trace)
-            pipeline.log = lambda line: None
+            # the ini's default (no tracer), or traced_step = True (traced after its first step)
+            tracer = training.TracedStep(pipeline, lambda line: None) if traced else None
             optimizer = make_optimizer(experiment, pipeline.parameters)
             train_batches = training.batch_source(pipeline.train_loader, "cpu")
             test_batches = training.batch_source(pipeline.test_loader, "cpu")
             n_train, n_test = len(list(train_batches())), len(list(test_batches()))
             return (
-                lambda: training.train_epoch(pipeline, train_batches(), optimizer),
+                lambda: training.train_epoch(pipeline, train_batches(), optimizer, tracer),
                 lambda: training.evaluate(pipeline, test_batches()),
                 n_train,
                 n_test,
