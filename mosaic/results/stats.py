@@ -84,24 +84,31 @@ def is_constant(values):
     return bool(np.ptp(array) <= RELATIVE_SPREAD * np.abs(array).max())
 
 
-def _t_interval(xs):
-    """(mean, low, high) of the values xs: mean ± t_{n-1} s / sqrt(n); low, high None for n < 2."""
+def t_interval(xs):
+    """(mean, low, high) of the values xs along their last axis (vectorized over leading axes):
+    mean ± t_{n-1} s / sqrt(n), the 95% Student t interval; low, high NaN for n < 2."""
     import numpy as np
     from scipy import stats
 
-    mean = float(np.mean(xs))
-    if len(xs) < 2:
-        return mean, None, None
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(xs) - 1) * np.std(xs, ddof=1) / math.sqrt(len(xs)))
+    xs = np.asarray(xs, dtype=float)
+    n = xs.shape[-1]
+    with quiet():
+        mean = xs.mean(axis=-1)
+        if n < 2:
+            return mean, np.full_like(mean, np.nan), np.full_like(mean, np.nan)
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * xs.std(axis=-1, ddof=1) / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def _none_for_nan(value):
+    return None if value is None or math.isnan(value) else float(value)
 
 
 def mean_interval(values, scale="linear"):
     """(center, low, high): the mean ("linear") or geometric mean ("log") of `values` with its 95% Student
     t interval (on the log scale, the t interval of the logarithms, exponentiated: never below 0); low,
     high None for fewer than 2 values. The interval describe and every plot band use."""
-    with quiet():
-        center, low, high = _t_interval(transform(values, scale))
+    center, low, high = (_none_for_nan(end) for end in t_interval(transform(values, scale)))
     return _back(center, scale), _back(low, scale), _back(high, scale)
 
 
@@ -134,18 +141,26 @@ def describe(values, scale="linear"):
 # ---------------------------------------------------------------- one group against another
 
 
-def _welch(xa, xb):
-    """(difference of means, its standard error, Welch-Satterthwaite degrees of freedom); se 0 and df None
-    when neither group varies."""
+def welch(xa, xb):
+    """(difference of means, low, high, p) of the values xa against xb along their last axis (vectorized
+    over leading axes): the difference with its 95% Welch t interval and the two-sided p-value of Welch's
+    t-test; low, high and p NaN where neither group varies or one has fewer than 2 values."""
     import numpy as np
+    from scipy import stats
 
-    va, vb = np.var(xa, ddof=1) / len(xa), np.var(xb, ddof=1) / len(xb)
-    se = math.sqrt(va + vb)
-    diff = float(np.mean(xa) - np.mean(xb))
-    if se == 0:
-        return diff, 0.0, None
-    df = (va + vb) ** 2 / (va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1))
-    return diff, se, float(df)
+    xa, xb = np.asarray(xa, dtype=float), np.asarray(xb, dtype=float)
+    na, nb = xa.shape[-1], xb.shape[-1]
+    with quiet():
+        diff = xa.mean(axis=-1) - xb.mean(axis=-1)
+        if na < 2 or nb < 2:
+            nan = np.full_like(diff, np.nan)
+            return diff, nan, nan, nan
+        va, vb = xa.var(axis=-1, ddof=1) / na, xb.var(axis=-1, ddof=1) / nb
+        se = np.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))  # NaN where se is 0
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
+        p = 2 * stats.t.sf(np.abs(diff) / se, df)
+    return diff, diff - half, diff + half, p
 
 
 def superiority(a, b, higher=False):
@@ -161,15 +176,15 @@ def superiority(a, b, higher=False):
 
 def superiority_interval(theta, n_a, n_b):
     """Newcombe's (2006) method 5 interval of a probability of superiority `theta` observed on n_a × n_b
-    pairs: the score interval of the Hanley-McNeil variance with both sizes set to (n_a + n_b) / 2. It stays
-    inside (0, 1) on the side away from an observed 0 or 1."""
+    pairs: the score interval of the Hanley-McNeil variance, n_a - 1 and n_b - 1 in it both replaced by
+    (n_a + n_b) / 2 - 1. It stays inside (0, 1) on the side away from an observed 0 or 1."""
     from scipy import optimize, stats
 
     z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
-    n = (n_a + n_b) / 2
+    others = (n_a + n_b) / 2 - 1
 
     def variance(t):
-        return t * (1 - t) * (1 + (n - 1) * ((1 - t) / (2 - t) + t / (1 + t))) / (n * n)
+        return t * (1 - t) * (1 + others * ((1 - t) / (2 - t) + t / (1 + t))) / (n_a * n_b)
 
     def lower(observed):
         if observed <= 0:
@@ -212,20 +227,6 @@ def mann_whitney_p(a, b):
     expected = small * (n_a + n_b + 1)  # twice the mean rank sum of `small` values
     extreme = np.abs(sums - expected) >= abs(observed - expected)
     return float(min(1.0, counts[small, extreme].sum() / counts[small].sum()))
-
-
-def welch_p(xa, xb):
-    """Two-sided p-value of Welch's t-test on the values xa, xb (already on their scale); None when a group
-    has fewer than 2 values or neither varies (no test: the data say nothing about the noise)."""
-    from scipy import stats
-
-    if len(xa) < 2 or len(xb) < 2 or (is_constant(xa) and is_constant(xb)):
-        return None
-    diff, se, df = _welch(xa, xb)
-    if df is None:
-        return None
-    with quiet():
-        return float(2 * stats.t.sf(abs(diff) / se, df))
 
 
 def hedges_g(a, b):
@@ -320,16 +321,16 @@ def compare_pair(a, b, higher=False, rope=None, alpha=ALPHA, scale="linear", see
     "linear" compares means (effect: mean(a) - mean(b)), "log" geometric means (effect: the ratio
     gmean(a) / gmean(b); rope: a relative margin r, practically equal when the ratio is within 1 + r).
     replicates_needed at significance level `alpha`; `seed` for the ROPE posterior."""
-    import numpy as np
-
-    found = dict.fromkeys(PAIR_COLUMNS) | {"scale": scale, "rope": rope, "constant_a": is_constant(a),
-                                          "constant_b": is_constant(b)}
+    found = dict.fromkeys(PAIR_COLUMNS)
+    found.update(scale=scale, rope=rope, constant_a=is_constant(a), constant_b=is_constant(b))
     if len(a) == 0 or len(b) == 0:
         return found
     xa, xb = transform(a, scale), transform(b, scale)
-    with quiet():
-        diff, se, df = _welch(xa, xb) if len(xa) > 1 and len(xb) > 1 else (float(np.mean(xa) - np.mean(xb)), 0, None)
+    diff, low, high, p = (_none_for_nan(value) for value in welch(xa, xb))
+    if found["constant_a"] and found["constant_b"]:  # no test: the data say nothing about the noise
+        low = high = p = None
     found["effect"] = _back(diff, scale)
+    found["effect_ci_low"], found["effect_ci_high"], found["welch_p"] = _back(low, scale), _back(high, scale), p
     found["superiority"] = superiority(a, b, higher)
     found["superiority_ci_low"], found["superiority_ci_high"] = superiority_interval(
         found["superiority"], len(a), len(b)
@@ -337,12 +338,6 @@ def compare_pair(a, b, higher=False, rope=None, alpha=ALPHA, scale="linear", see
     if len(a) < 2 or len(b) < 2:
         return found
     found["mwu_p"] = mann_whitney_p(a, b)
-    found["welch_p"] = welch_p(xa, xb)
-    if df is not None and found["welch_p"] is not None:
-        from scipy import stats
-
-        half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se)
-        found["effect_ci_low"], found["effect_ci_high"] = _back(diff - half, scale), _back(diff + half, scale)
     found["hedges_g"] = hedges_g(xa, xb)
     found["replicates_needed_low"], found["replicates_needed_high"] = replicates_needed_range(
         found["hedges_g"], len(a), len(b), alpha

@@ -110,13 +110,13 @@ def test_superiority_is_the_mann_whitney_share():
 
 def test_superiority_interval_is_newcombes_method_5():
     # the definition (Newcombe 2006, Part 2): each end solves (theta - t)^2 = z^2 V(t), V the Hanley-McNeil
-    # variance with both sizes set to (n1 + n2) / 2
+    # variance with n1 - 1 and n2 - 1 both replaced by (n1 + n2) / 2 - 1
     theta, n1, n2 = 0.7, 4, 6
     low, high = st.superiority_interval(theta, n1, n2)
-    n, z = (n1 + n2) / 2, stats.norm.ppf(0.975)
+    others, z = (n1 + n2) / 2 - 1, stats.norm.ppf(0.975)
 
     def variance(t):
-        return t * (1 - t) * (1 + (n - 1) * ((1 - t) / (2 - t) + t / (1 + t))) / n**2
+        return t * (1 - t) * (1 + others * ((1 - t) / (2 - t) + t / (1 + t))) / (n1 * n2)
 
     for end in (low, high):
         assert (theta - end) ** 2 == pytest.approx(z * z * variance(end), rel=1e-6)
