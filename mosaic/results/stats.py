@@ -84,6 +84,15 @@ def is_constant(values):
     return bool(np.ptp(array) <= RELATIVE_SPREAD * np.abs(array).max())
 
 
+def _magnitude(*arrays):
+    """The largest |value| along the last axis of the arrays (keepdims; 1 where 0 or not finite): values
+    divided by it have no square that overflows or underflows (1e-300 and 1e300 are not rounded to 0, inf)."""
+    import numpy as np
+
+    size = np.max([np.abs(x).max(axis=-1, keepdims=True) for x in arrays], axis=0)
+    return np.where((size > 0) & np.isfinite(size), size, 1.0)
+
+
 def t_interval(xs):
     """(mean, low, high) of the values xs along their last axis (vectorized over leading axes):
     mean ± t_{n-1} s / sqrt(n), the 95% Student t interval; low, high NaN for n < 2."""
@@ -93,15 +102,18 @@ def t_interval(xs):
     xs = np.asarray(xs, dtype=float)
     n = xs.shape[-1]
     with quiet():
+        size = _magnitude(xs)
         mean = xs.mean(axis=-1)
         if n < 2:
             return mean, np.full_like(mean, np.nan), np.full_like(mean, np.nan)
-        half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * xs.std(axis=-1, ddof=1) / math.sqrt(n)
+        std = (xs / size).std(axis=-1, ddof=1) * size[..., 0]
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * std / math.sqrt(n)
     return mean, mean - half, mean + half
 
 
 def _none_for_nan(value):
-    return None if value is None or math.isnan(value) else float(value)
+    """None for what is undefined (None, NaN, infinite), else a float."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def mean_interval(values, scale="linear"):
@@ -124,6 +136,7 @@ def describe(values, scale="linear"):
         return dict.fromkeys(DESCRIBE_KEYS) | {"n": 0, "constant": False}
     array = np.asarray(values, dtype=float)
     center, low, high = mean_interval(array, scale)
+    size = float(_magnitude(array)[0])
     with quiet():
         return {
             "n": n,
@@ -133,7 +146,7 @@ def describe(values, scale="linear"):
             "ci_high": high,
             "median": float(np.median(array)),
             "iqm": float(stats.trim_mean(array, 0.25)),  # the mean of the middle half
-            "std": float(array.std(ddof=1)) if n > 1 else None,
+            "std": _none_for_nan((array / size).std(ddof=1) * size) if n > 1 else None,
             "constant": is_constant(array),
         }
 
@@ -155,9 +168,10 @@ def welch(xa, xb):
         if na < 2 or nb < 2:
             nan = np.full_like(diff, np.nan)
             return diff, nan, nan, nan
-        va, vb = xa.var(axis=-1, ddof=1) / na, xb.var(axis=-1, ddof=1) / nb
-        se = np.sqrt(va + vb)
+        size = _magnitude(xa, xb)  # the variances of values divided by it, then se back in their units
+        va, vb = (xa / size).var(axis=-1, ddof=1) / na, (xb / size).var(axis=-1, ddof=1) / nb
         df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))  # NaN where se is 0
+        se = np.sqrt(va + vb) * size[..., 0]
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
         p = 2 * stats.t.sf(np.abs(diff) / se, df)
     return diff, diff - half, diff + half, p
@@ -237,11 +251,13 @@ def hedges_g(a, b):
     na, nb = len(a), len(b)
     if na < 2 or nb < 2 or (is_constant(a) and is_constant(b)):
         return None
-    pooled = math.sqrt(((na - 1) * np.var(a, ddof=1) + (nb - 1) * np.var(b, ddof=1)) / (na + nb - 2))
-    if pooled == 0:
-        return None
-    d = (np.mean(a) - np.mean(b)) / pooled
-    return float(d * (1 - 3 / (4 * (na + nb) - 9)))
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    size = float(_magnitude(a, b)[0])  # g does not depend on the unit: computed in units of the values' size
+    a, b = a / size, b / size
+    with quiet():
+        pooled = math.sqrt(((na - 1) * np.var(a, ddof=1) + (nb - 1) * np.var(b, ddof=1)) / (na + nb - 2))
+        d = (np.mean(a) - np.mean(b)) / pooled if 0 < pooled < math.inf else math.nan
+    return _none_for_nan(d * (1 - 3 / (4 * (na + nb) - 9)))
 
 
 def replicates_needed(effect_size, alpha=ALPHA, power=POWER):
@@ -304,16 +320,19 @@ def rope_probabilities(xa, xb, rope, higher=False, seed=SEED):
     na, nb = len(xa), len(xb)
     if na < 2 or nb < 2 or (is_constant(xa) and is_constant(xb)):
         return None, None, None
+    xa, xb = np.asarray(xa, dtype=float), np.asarray(xb, dtype=float)
+    size = float(_magnitude(xa, xb)[0])  # drawn in units of the values' size: no overflow
+    xa, xb, rope = xa / size, xb / size, rope / size
     rng = np.random.default_rng(seed)
     with quiet():
-        mean_a = np.mean(xa) + np.std(xa, ddof=1) / math.sqrt(na) * rng.standard_t(na - 1, ROPE_DRAWS)
-        mean_b = np.mean(xb) + np.std(xb, ddof=1) / math.sqrt(nb) * rng.standard_t(nb - 1, ROPE_DRAWS)
+        mean_a = xa.mean() + xa.std(ddof=1) / math.sqrt(na) * rng.standard_t(na - 1, ROPE_DRAWS)
+        mean_b = xb.mean() + xb.std(ddof=1) / math.sqrt(nb) * rng.standard_t(nb - 1, ROPE_DRAWS)
         diff = mean_a - mean_b
     if higher:
         diff = -diff  # below 0 is then 'a better' in both directions
     better = float(np.mean(diff < -rope))
     worse = float(np.mean(diff > rope))
-    return better, 1.0 - better - worse, worse
+    return better, max(0.0, 1.0 - better - worse), worse
 
 
 def compare_pair(a, b, higher=False, rope=None, alpha=ALPHA, scale="linear", seed=SEED):
