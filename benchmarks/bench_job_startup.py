@@ -21,7 +21,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from mosaic.experiment import load_experiment  # noqa: E402
-from mosaic.ops.specs import write_run_specs  # noqa: E402
+from mosaic.ops.spec_files import write_run_specs  # noqa: E402
 from tests.fakes import TUTORIAL_INI, set_key  # noqa: E402
 
 PROBE = (

@@ -265,3 +265,16 @@ def read_state(run_files_path, run_hash):
 
 def finite_or_none(value):
     return value if value is not None and math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------- more names of the on-disk contract
+
+SPEC_MANIFEST = ".mosaic-specs"  # in run_files_path: a digest of each run's spec and context as last written
+
+# .mosaic/ of the launch folder (mosaic/ops): what mosaic_run keeps there
+SESSION_FILE = os.path.join(STATE_DIR, "experiment.json")  # the experiment launched here (ops/session.py)
+SESSION_LOCK = os.path.join(STATE_DIR, "run.lock")  # held by the one command that changes run files here
+WORKFLOW_CONFIG = os.path.join(STATE_DIR, "config.yaml")  # the workflow's config, given to --configfile
+RUN_LIST = os.path.join(STATE_DIR, "selected_runs.txt")  # the runs mosaic_rerun trains (config `also`)
+LOGS_DIR = os.path.join(STATE_DIR, "logs")  # the workflow's logs (config `logs`, its schema's default)
+SNAKEMAKE_LOG = os.path.join(LOGS_DIR, "snakemake.log")  # Snakemake's output under mosaic_run

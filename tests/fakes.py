@@ -354,3 +354,180 @@ class Warm:
         for pid in self.server_pids():
             if alive(pid):
                 os.kill(pid, signal.SIGTERM)
+
+
+# ---------------------------------------------------------------- ini texts over stub classes (tests/experiment)
+# The tutorial's sections over class files that only define the classes (TUTORIAL_INI above is the real one):
+# enough for reading, validating and expanding an ini, not for training.
+
+CLASS_FILES = {
+    "dataset.py": "class dataset_OR:\n    pass\n\n\nclass dataset_XOR:\n    pass\n",
+    "mlp.py": "class mlp_funnel:\n    pass\n\n\nclass mlp_brick:\n    pass\n",
+    "chain.py": "class gen:\n    pass\n\n\nclass noise:\n    pass\n\n\nclass fit:\n    pass\n",
+    "loss.py": "class MyLoss:\n    pass\n",
+}
+
+PROCESS = """\
+[PROCESS]
+lr = 1e-2
+epochs = 400
+data_scheme = dataset
+pipeline_scheme = mlp
+run_files_path = .runs
+"""
+
+MONITOR = """\
+[MONITOR]
+need_gpu = False
+gpu_available = None
+nb_processus = 8
+multiplicity = 4
+cache_database_path = ./cache.db
+cache_size = 1M
+"""
+
+DATASET = """\
+[dataset_OR]
+type = dataset
+class = dataset_OR
+path_to_class = ./dataset.py
+key = data_{class}
+batch_size = 1
+data_size = 200
+train_prop = 0.8
+"""
+
+FUNNEL = """\
+[mlp_funnel]
+type = mlp
+class = mlp_funnel
+path_to_class = ./mlp.py
+key = mlp_funnel
+length = 4
+width = {2-4}
+"""
+
+BRICK = FUNNEL.replace("mlp_funnel", "mlp_brick")
+
+TUTORIAL = "\n".join([PROCESS, MONITOR, DATASET, FUNNEL, BRICK])
+
+
+def write_ini(folder, text, name="config.ini"):
+    """Write the class files and the ini into `folder`; return the ini's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, source in CLASS_FILES.items():
+        (folder / file_name).write_text(source)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def load_ini(folder, text):
+    """The experiment of the ini `text`, written into `folder` beside the stub class files."""
+    from mosaic.experiment import load_experiment
+
+    return load_experiment(write_ini(folder, text))
+
+
+def mlp_ini(body, multiplicity=1, process_extra=""):
+    """A one-dataset ini whose single mlp section has the given body lines."""
+    monitor = f"[MONITOR]\nmultiplicity = {multiplicity}\n"
+    section = f"[mlp]\ntype = mlp\nclass = mlp_funnel\npath_to_class = mlp.py\n{body}\n"
+    return "\n".join([PROCESS + process_extra, monitor, DATASET, section])
+
+
+def ini_error(folder, text):
+    """The one-line message of the MosaicError that loading the ini `text` raises (it names config.ini)."""
+    import pytest
+
+    from mosaic.errors import MosaicError
+
+    with pytest.raises(MosaicError) as caught:
+        load_ini(folder, text)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "config.ini" in message
+    return message
+
+
+# ---------------------------------------------------------------- commands in a folder (tests/ops)
+
+# A model class that fails on the runs of width 3 (the last run of small_settings() when it replaces mlp_brick).
+BAD_MODEL = '''
+from mlp import mlp_brick
+
+
+class mlp_bad(mlp_brick):
+    def forward(self, data, run_info, module_info):
+        if module_info["width"] == 3:
+            raise ValueError("width 3 is not supported")
+        return super().forward(data, run_info, module_info)
+'''
+
+
+def hold_folder_lock(folder):
+    """What a running mosaic_run holds: the folder's session lock (an open file; close it to release)."""
+    from mosaic import runfiles
+
+    (Path(folder) / runfiles.STATE_DIR).mkdir(exist_ok=True)
+    return runfiles.try_lock(str(Path(folder) / runfiles.SESSION_LOCK))
+
+
+def start_run(exp, *args):
+    """mosaic_run started in the experiment's folder, its output (stdout and stderr) piped."""
+    return subprocess.Popen(
+        [str(BIN / "mosaic_run"), "config.ini", "database.db", *args], cwd=exp.folder,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=command_env(),
+    )
+
+
+def status_of(exp):
+    """mosaic_status's output in the experiment's folder (empty until mosaic_run has saved its session)."""
+    return exp.command("mosaic_status").stdout
+
+
+def status_section(text, name):
+    """The lines of one part (Done, Error, Running) of mosaic_status's output."""
+    parts = re.split(r"^(Done|Error|Running|Pending.*)$", text, flags=re.M)
+    return parts[parts.index(name) + 1].strip("\n").splitlines() if name in parts else []
+
+
+# ---------------------------------------------------------------- the download cache (tests/run)
+
+
+def cache_at(monkeypatch, db):
+    """setup(size): the download cache at `db` with that size limit, set as a training job sets it (its
+    environment), for the rest of the test."""
+
+    def setup(size=10**6):
+        monkeypatch.setenv("MOSAIC_CACHE_DB", str(db))
+        monkeypatch.setenv("MOSAIC_CACHE_SIZE", str(size))
+
+    return setup
+
+
+def cache_rows(db=None, table="cache"):
+    """The rows (dicts) of the download cache's `table` (cache, least recently used first, or user_files,
+    by path), read from its SQLite file (default: the one in use); [] before it exists."""
+    from mosaic.run import cache
+
+    db = str(db or cache.db_path())
+    if not os.path.exists(db):
+        return []
+    order = "last_use" if table == "cache" else "path"
+    connection = sqlite3.connect(db)
+    try:
+        connection.row_factory = sqlite3.Row
+        return [dict(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+    finally:
+        connection.close()
+
+
+def cache_user_files(db=None):
+    """The paths registered with save_path_file, sorted."""
+    return [row["path"] for row in cache_rows(db, "user_files")]
+
+
+def cache_bytes(db=None):
+    """The bytes the cache records (the sum over its rows): what counts against its limit."""
+    return sum(row["size"] for row in cache_rows(db))

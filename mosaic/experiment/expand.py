@@ -9,7 +9,7 @@ import itertools
 import json
 
 from mosaic.errors import ConfigError
-from mosaic.experiment.model import Run
+from mosaic.experiment.model import PROCESS_IDENTITY_FIELDS, Run
 
 
 def _compact_json(value):
@@ -22,17 +22,10 @@ def module_json_text(module):
 
 
 def process_json_text(process, loss_path_in_ini):
-    """The PROCESS values that change what a run computes (not epochs, paths or extra keys)."""
-    return _compact_json(
-        {
-            "lr": process.lr,
-            "loss_function": process.loss_function,
-            "class_loss_function": process.class_loss_function,
-            "path_to_class_loss_function": loss_path_in_ini,
-            "optimizer": process.optimizer,
-            "seed": process.seed,
-        }
-    )
+    """The PROCESS values that change what a run computes (not epochs, paths or extra keys), and the loss
+    class's file as the ini writes it."""
+    values = {key: getattr(process, key) for key in PROCESS_IDENTITY_FIELDS}
+    return _compact_json({**values, "path_to_class_loss_function": loss_path_in_ini})
 
 
 def _pipeline_hash(module_jsons, process_json):

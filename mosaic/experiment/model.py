@@ -73,6 +73,16 @@ class Process:
     extra: tuple = ()
 
 
+# The [PROCESS] values that change what a run computes: its content hash and its spec hold them (with the
+# loss class's file), so that changing one retrains the run (mosaic/experiment/expand.py, spec.py).
+PROCESS_IDENTITY_FIELDS = ("lr", "loss_function", "class_loss_function", "optimizer", "seed")
+# The [PROCESS] values that are parameters of every run: the database's PROCESS rows, matched by -param
+# (mosaic/results/selection.py), in this order, then the keys of `extra`.
+PROCESS_PARAMETER_FIELDS = (
+    "lr", "epochs", "loss_function", "class_loss_function", "optimizer", "seed", "data_scheme", "pipeline_scheme"
+)
+
+
 @dataclass(frozen=True)
 class Monitor:
     """The [MONITOR] section."""
@@ -104,10 +114,3 @@ class Experiment:
     def run_by_hash(self, run_hash):
         """The run with this content id; KeyError if there is none."""
         return self._by_hash[run_hash]
-
-    def class_files(self, run):
-        """Absolute paths of the class files a run depends on (loss class included), without duplicates."""
-        paths = [module.path for module in run.modules]
-        if self.process.path_to_class_loss_function:
-            paths.append(self.process.path_to_class_loss_function)
-        return list(dict.fromkeys(paths))

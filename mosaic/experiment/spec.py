@@ -1,6 +1,7 @@
 """A run's spec: everything its training job needs, so that the job never reads the ini. Standard library only.
 
-Two parts, written by the workflow into the run's folder (see mosaic/runfiles.py):
+Two parts, written by the workflow into the run's folder (mosaic/ops/spec_files.py writes them; their file
+names: mosaic/runfiles.py):
 - the spec (spec.json), an input of the run's job: what the run computes (classes, parameters,
   the fingerprints of their code, PROCESS values, seed, replicate) and its epochs. Snakemake
   reruns the job when its content changes, and only then: renaming the ini, renumbering the runs
@@ -14,10 +15,9 @@ import hashlib
 import json
 
 from mosaic.experiment.fingerprint import file_fingerprint
-from mosaic.experiment.model import Experiment, Module, Monitor, Process, Run
+from mosaic.experiment.model import PROCESS_IDENTITY_FIELDS, Experiment, Module, Monitor, Process, Run
 
 SPEC_FORMAT = 1
-IDENTITY_PROCESS_KEYS = ("lr", "loss_function", "class_loss_function", "optimizer", "seed")
 
 
 class Fingerprints(dict):
@@ -48,7 +48,7 @@ def run_spec(experiment, run, fingerprints):
             }
             for m in run.modules
         ],
-        "process": {key: getattr(process, key) for key in IDENTITY_PROCESS_KEYS},
+        "process": {key: getattr(process, key) for key in PROCESS_IDENTITY_FIELDS},
         "loss_code": fingerprints[loss_path] if loss_path else None,
     }
 
@@ -146,3 +146,9 @@ def describe(spec, context):
         "process": dict(spec["process"], epochs=spec["epochs"]),
         "loss_code": spec["loss_code"],
     }
+
+
+def description(experiment, run):
+    """What result.json says of a run trained without a spec (train_run called directly, as tests do):
+    describe() of the spec and context that the workflow would write for it."""
+    return describe(run_spec(experiment, run, Fingerprints()), run_context(experiment, run))

@@ -147,10 +147,6 @@ def _parse_range(item, where):
     return _stepped(start, stop, step_value, integers, item, where)
 
 
-def _number(text):
-    return int(text) if INT.fullmatch(text) else float(text)
-
-
 def _bound(text):
     """A range bound or step, exactly as written (Decimal: no binary rounding of 0.1 or of large offsets)."""
     return decimal.Decimal(text)

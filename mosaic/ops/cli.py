@@ -10,7 +10,7 @@ import os
 import sys
 
 from mosaic.errors import MosaicError, UsageError, exit_code
-from mosaic.ops.paths import default_plots, default_report
+from mosaic.ops.paths import config_default, default_plots, default_report
 from mosaic.results.selection import STATUSES
 
 COMMANDS = {}
@@ -154,7 +154,9 @@ def mosaic_generate(argv):
     return 0
 
 
-PLOTLOSS_MAX_RUNS = 200  # a readable PDF; the workflow's plotloss_max_runs (config/config.yaml) says the same
+def plotloss_max_runs():
+    """How many runs mosaic_plotloss draws unless told: a readable PDF, the workflow's plotloss_max_runs."""
+    return config_default("plotloss_max_runs")
 
 
 @command
@@ -170,9 +172,9 @@ def mosaic_plotloss(argv):
     parser.add_argument("run_files_path", nargs="?", help="ignored (losses come from the database)")
     add_selectors(parser)
     parser.add_argument("-plot_size", type=int, default=3, help="K: panels per row and column")
-    parser.add_argument("--max-runs", type=int, default=PLOTLOSS_MAX_RUNS,
-                        help=f"draw the first N selected runs only (default {PLOTLOSS_MAX_RUNS}: "
-                             f"{PLOTLOSS_MAX_RUNS // 9 + 1} pages of 3 x 3)")
+    cap = plotloss_max_runs()
+    parser.add_argument("--max-runs", type=int, default=cap,
+                        help=f"draw the first N selected runs only (default {cap}: {cap // 9 + 1} pages of 3 x 3)")
     parser.add_argument("--all", action="store_true", help="draw every selected run, however many")
     args = parser.parse_args(argv)
     if args.all:
@@ -375,9 +377,10 @@ def mosaic_export(argv):
     parser = parser_for(mosaic_export)
     parser.add_argument("database")
     parser.add_argument("output", help="folder to write into (created if missing)")
-    parser.add_argument("--format", default="csv", choices=("csv", "parquet", "tensorboard"))
+    from mosaic.results.export import FORMATS, export
+
+    parser.add_argument("--format", default="csv", choices=FORMATS)
     args = parser.parse_args(argv)
-    from mosaic.results.export import export
 
     written = export(args.database, args.output, args.format)
     print(f"mosaic_export: wrote {len(written)} {'folders' if args.format == 'tensorboard' else 'files'}"

@@ -21,6 +21,14 @@ def snakefile():
     return os.path.join(workflow_root(), "Snakefile")
 
 
+def config_default(key):
+    """The default of a workflow config key: the config schema holds each one once (Snakemake fills it in)."""
+    import yaml
+
+    with open(os.path.join(workflow_root(), "workflow", "schemas", "config.schema.yaml")) as handle:
+        return yaml.safe_load(handle)["properties"][key]["default"]
+
+
 def relative(path):
     """`path` relative to the working directory when it lies below it, else absolute."""
     path = os.path.abspath(path)

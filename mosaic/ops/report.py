@@ -3,11 +3,10 @@
 import importlib
 import os
 import re
-import subprocess
 import sys
 
 from mosaic.errors import RunError
-from mosaic.ops import runner, session
+from mosaic.ops import runner
 
 # What `snakemake --report` imports only once it writes the report (Snakemake itself starts without them):
 # checked before, so that a missing one is named with the command that installs it.
@@ -36,19 +35,15 @@ def install_hint(names):
 
 
 def write_report(ini, database, plots, path):
-    """`snakemake --report path` for the runs done (a failed run leaves no hole: partial=True).
+    """`snakemake --report path` for the runs done, through the runner (runner.snakemake_report).
 
-    Raises RunError (exit status 1) when no report is written; the database and plots stay as they are."""
+    Raises RunError (exit status 1) when no report is written, BusyError (3) while another command holds
+    the folder; the database and plots stay as they are."""
     path = os.path.abspath(path)
     missing = missing_modules()
     if missing:
         raise RunError(f"no report written to {path}: {install_hint(missing)}")
-    state = {"ini": os.path.abspath(ini), "database": os.path.abspath(database), "plots": os.path.abspath(plots)}
-    os.makedirs(session.STATE_DIR, exist_ok=True)
-    config_file = runner.write_config_file(runner.run_config(state, partial=True),
-                                           os.path.join(session.STATE_DIR, "report-config.yaml"))
-    command = runner.snakemake_command(os.getcwd(), config_file, 1, extra=["--report", path], logger=False)
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = runner.snakemake_report(ini, database, plots, path)
     if done.returncode != 0 or not os.path.exists(path):
         output = done.stdout + done.stderr
         named = MISSING_MODULE.search(output)

@@ -1,8 +1,9 @@
-"""Running an experiment through Snakemake: the one module that builds the snakemake command, runs
-it, shows its progress and says what became of every run.
+"""Running Snakemake: the one module that builds the snakemake command and runs it (runs, dry runs, the
+report, --unlock), each under the folder's session lock, shows its progress and says what became of every run.
 
 The commands (mosaic_run, mosaic_rerun, mosaic_rekey, mosaic_resume) describe what they want in a
-Plan and get an Outcome back; the command line turns the Outcome into an exit status.
+Plan and get an Outcome back; the command line turns the Outcome into an exit status. The report
+(mosaic_run --report, mosaic/ops/report.py) asks for snakemake_report.
 The default Snakemake settings (keep going, rerun incomplete jobs, scheduler, threads) live in one
 place: the workflow profile profiles/default/config.yaml, which this module names explicitly.
 """
@@ -24,7 +25,6 @@ from mosaic.results.status import states_of
 
 PR_SET_PDEATHSIG = 1
 TICK_S = 1.0  # how often the display and the pause request are refreshed
-CONFIG_FILE = os.path.join(session.STATE_DIR, "config.yaml")  # the workflow's config for this experiment
 
 
 @dataclass
@@ -78,8 +78,8 @@ class Outcome:
 @contextlib.contextmanager
 def session_lock():
     """One command that changes run files per folder at a time; the kernel drops the lock if we are killed."""
-    os.makedirs(session.STATE_DIR, exist_ok=True)
-    handle = runfiles.try_lock(os.path.join(session.STATE_DIR, "run.lock"))
+    os.makedirs(runfiles.STATE_DIR, exist_ok=True)
+    handle = runfiles.try_lock(runfiles.SESSION_LOCK)
     if handle is None:
         raise BusyError(os.getcwd(), "another mosaic_run is running in this folder")
     with handle:
@@ -153,7 +153,7 @@ def gpu_count(experiment, profile):
     """--resources gpu=N for local runs; a cluster profile's scheduler counts GPUs itself."""
     if not experiment.monitor.need_gpu or profile:
         return 0
-    from mosaic.ops.workflow_helpers import local_gpu_count
+    from mosaic.ops.workflow_jobs import local_gpu_count
 
     return local_gpu_count(experiment)
 
@@ -220,7 +220,7 @@ def pause_requested(workdir):
 
 
 def request_pause():
-    os.makedirs(session.STATE_DIR, exist_ok=True)
+    os.makedirs(runfiles.STATE_DIR, exist_ok=True)
     open(runfiles.PAUSE_FILE, "w").close()
 
 
@@ -337,7 +337,7 @@ def run(plan, out=None):
         state = session.save(plan.ini, plan.database, plan.plots, cores=plan.cores, profile=plan.profile)
         if os.path.exists(runfiles.PAUSE_FILE):
             os.remove(runfiles.PAUSE_FILE)
-        clear_stale_snakemake_lock(state["workdir"], write_config_file(run_config(state), CONFIG_FILE))
+        clear_stale_snakemake_lock(state["workdir"], write_config_file(run_config(state), runfiles.WORKFLOW_CONFIG))
         forcerun = list(plan.prepare(experiment)) if plan.prepare else []
         if plan.rebuild_only:
             forcerun.append("database")
@@ -350,13 +350,13 @@ def run_locked(plan, experiment, state, forcerun, out):
     gpus = gpu_count(experiment, profile)
     also = write_run_list([run.run_hash for run in plan.retrain]) if plan.retrain else None
     partial = bool(plan.retrain) or plan.rebuild_only
-    config_file = write_config_file(run_config(state, partial, also), CONFIG_FILE)
+    config_file = write_config_file(run_config(state, partial, also), runfiles.WORKFLOW_CONFIG)
 
     def command(forced, extra=()):
         return snakemake_command(state["workdir"], config_file, cores, profile=profile, gpus=gpus,
                                  forcerun=forced, extra=extra, logger=not plan.dry_run)
 
-    log_path = os.path.abspath(os.path.join(session.STATE_DIR, "logs", "snakemake.log"))
+    log_path = os.path.abspath(runfiles.SNAKEMAKE_LOG)
     if plan.dry_run:
         status = subprocess.run(command(forcerun, ["--dry-run", *plan.extra])).returncode
         return Outcome(total=len(experiment.runs), done=len(experiment.runs), snakemake_status=status,
@@ -396,8 +396,7 @@ def run_locked(plan, experiment, state, forcerun, out):
               file=out, flush=True)
     elif outcome.failed or (status != 0 and outcome.done):
         print(f"mosaic: building the database and plots from the {outcome.done} runs done", file=out, flush=True)
-        partial_config = write_config_file(run_config(state, partial=True),
-                                           CONFIG_FILE)
+        partial_config = write_config_file(run_config(state, partial=True), runfiles.WORKFLOW_CONFIG)
         rebuild = snakemake_command(state["workdir"], partial_config, cores, profile=profile,
                                     forcerun=["database"], extra=plan.extra, logger=False)
         with open(log_path, "ab") as log:
@@ -421,6 +420,16 @@ def run_locked(plan, experiment, state, forcerun, out):
 
 
 def write_run_list(hashes):
-    path = os.path.join(session.STATE_DIR, "selected_runs.txt")
-    runfiles.write_atomic(path, "".join(f"{h}\n" for h in hashes))
-    return os.path.abspath(path)
+    runfiles.write_atomic(runfiles.RUN_LIST, "".join(f"{h}\n" for h in hashes))
+    return os.path.abspath(runfiles.RUN_LIST)
+
+
+def snakemake_report(ini, database, plots, path):
+    """`snakemake --report path` for the runs done (partial=True: a failed run leaves no hole), under the
+    folder's session lock (BusyError while another command holds it). Returns the finished process, its
+    output captured."""
+    state = {"ini": os.path.abspath(ini), "database": os.path.abspath(database), "plots": os.path.abspath(plots)}
+    with session_lock():
+        config_file = write_config_file(run_config(state, partial=True), runfiles.WORKFLOW_CONFIG)
+        command = snakemake_command(os.getcwd(), config_file, 1, extra=["--report", path], logger=False)
+        return subprocess.run(command, capture_output=True, text=True, check=False)

@@ -1,4 +1,4 @@
-"""The experiment launched from a folder: .mosaic/experiment.json, written by mosaic_run.
+"""The experiment launched from a folder: .mosaic/experiment.json (runfiles.SESSION_FILE), written by mosaic_run.
 
 mosaic_status, mosaic_savedb, mosaic_pause and mosaic_resume find the experiment through it.
 """
@@ -8,12 +8,9 @@ import os
 from mosaic import runfiles
 from mosaic.errors import ConfigError, UsageError
 
-STATE_DIR = runfiles.STATE_DIR
-STATE_FILE = os.path.join(STATE_DIR, "experiment.json")
-
 
 def save(ini, database, plots, cores=None, profile=None):
-    os.makedirs(STATE_DIR, exist_ok=True)
+    os.makedirs(runfiles.STATE_DIR, exist_ok=True)
     state = {
         "ini": os.path.abspath(ini),
         "database": os.path.abspath(database),
@@ -22,14 +19,14 @@ def save(ini, database, plots, cores=None, profile=None):
         "cores": cores,
         "profile": profile,
     }
-    runfiles.write_json(STATE_FILE, state)
+    runfiles.write_json(runfiles.SESSION_FILE, state)
     return state
 
 
 def load(ini=None):
     """The saved session, or one made from `ini`; MosaicError when neither is there."""
-    if os.path.exists(STATE_FILE):
-        state = runfiles.read_json(STATE_FILE)
+    if os.path.exists(runfiles.SESSION_FILE):
+        state = runfiles.read_json(runfiles.SESSION_FILE)
         if ini is None or os.path.abspath(ini) == state["ini"]:
             return state
     if ini is not None:
@@ -38,16 +35,16 @@ def load(ini=None):
     if default:
         return {"ini": default, "database": None, "plots": None, "workdir": os.getcwd()}
     raise UsageError(
-        f"no experiment was launched from {os.getcwd()} (no {STATE_FILE}); give the ini file"
+        f"no experiment was launched from {os.getcwd()} (no {runfiles.SESSION_FILE}); give the ini file"
     )
 
 
 def saved(ini, name):
     """A setting (`profile`, `cores`) of the saved session when it is the experiment of `ini`, else None:
     mosaic_rerun and mosaic_rekey keep what the user chose for mosaic_run."""
-    if not os.path.exists(STATE_FILE):
+    if not os.path.exists(runfiles.SESSION_FILE):
         return None
-    state = runfiles.read_json(STATE_FILE)
+    state = runfiles.read_json(runfiles.SESSION_FILE)
     return state.get(name) if state.get("ini") == os.path.abspath(ini) else None
 
 

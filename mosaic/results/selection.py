@@ -10,11 +10,9 @@ value equals VALUE: numerically when both are numbers ('3' matches 3 and 3.0), e
 import math
 
 from mosaic.errors import UsageError
+from mosaic.experiment.model import PROCESS_PARAMETER_FIELDS as PROCESS_FIELDS
 
 PROCESS_TYPE = "PROCESS"
-PROCESS_FIELDS = (
-    "lr", "epochs", "loss_function", "class_loss_function", "optimizer", "seed", "data_scheme", "pipeline_scheme"
-)
 STATUSES = ("done", "error", "running", "pending")
 
 

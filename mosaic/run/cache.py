@@ -9,7 +9,7 @@ Settings
     ``MOSAIC_CACHE_SIZE``  the limit: a number of bytes (``1048576``) or a decimal size such as ``500K``,
                            ``1M``, ``1.5G``, ``2T`` (K = 1e3, M = 1e6, G = 1e9, T = 1e12; default ``1G``).
     The training job (``mosaic/run/job.py``) sets both from the ini's [MONITOR] ``cache_database_path`` and
-    ``cache_size`` before user code runs. ``configure(db_path, size_bytes)`` overrides them in this process.
+    ``cache_size`` before user code runs.
 
 Behaviour (the original's cache returned stale files and evicted users' own files)
     * A hit (this url recorded at this path, file present with the recorded size and mtime) returns at
@@ -56,30 +56,17 @@ DOWNLOAD_TIMEOUT = 60
 SQLITE_TIMEOUT = 60
 
 
-_configured = {"db": None, "size": None}
-
-
 class CacheDownloadError(MosaicError, OSError):
     """A url could not be downloaded (or copied into place); the message names the url."""
 
 
-def configure(db_path=None, size_bytes=None):
-    """Set this process's database path and size limit (None: back to the environment / defaults)."""
-    _configured["db"] = None if db_path is None else os.path.abspath(os.fspath(db_path))
-    _configured["size"] = None if size_bytes is None else parse_size(size_bytes)
-
-
 def db_path():
     """The absolute path of the cache database in use."""
-    if _configured["db"] is not None:
-        return _configured["db"]
     return os.path.abspath(os.environ.get("MOSAIC_CACHE_DB") or DEFAULT_DB)
 
 
 def max_size():
     """The size limit in bytes in use."""
-    if _configured["size"] is not None:
-        return _configured["size"]
     value = os.environ.get("MOSAIC_CACHE_SIZE")
     if not value:
         return DEFAULT_SIZE
@@ -329,26 +316,3 @@ def get_path_file(path):
             "SELECT 1 FROM user_files WHERE path = ? UNION ALL SELECT 1 FROM cache WHERE path = ?",
             (path, path)).fetchone()
     return found is not None
-
-
-def user_files():
-    """The paths registered with save_path_file, sorted."""
-    db = db_path()
-    if not os.path.exists(db):
-        return []
-    with _database(db) as connection:
-        return [row[0] for row in connection.execute("SELECT path FROM user_files ORDER BY path")]
-
-
-def entries():
-    """The cache rows as dicts (path, url, size, last_use, mtime_ns, inode), least recently used first."""
-    db = db_path()
-    if not os.path.exists(db):
-        return []
-    with _database(db) as connection:
-        return [dict(row) for row in connection.execute("SELECT * FROM cache ORDER BY last_use")]
-
-
-def total_size():
-    """Bytes recorded in the cache (the sum over its rows)."""
-    return sum(entry["size"] for entry in entries())

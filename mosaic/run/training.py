@@ -11,7 +11,7 @@ import torch
 
 from mosaic import runfiles
 from mosaic.errors import MosaicError
-from mosaic.experiment.spec import IDENTITY_PROCESS_KEYS
+from mosaic.experiment.spec import description as spec_description
 from mosaic.run.batches import batch_source
 from mosaic.run.checkpoint import (
     load_checkpoint,
@@ -300,19 +300,6 @@ def evaluate(pipeline, batches, collect=None):
     return float(total / count)
 
 
-def describe_run(experiment, run):
-    """What result.json says of a run trained without a spec (see mosaic/experiment/spec.py)."""
-    process = experiment.process
-    return {
-        "modules": [
-            {"type": m.type, "section": m.section, "class": m.class_name, "path_to_class": m.path_in_ini,
-             "key": m.key, "params": m.param_dict()}
-            for m in run.modules
-        ],
-        "process": {key: getattr(process, key) for key in IDENTITY_PROCESS_KEYS} | {"epochs": process.epochs},
-    }
-
-
 def versions():
     return {"python": platform.python_version(), "torch": torch.__version__, "mosaic": version()}
 
@@ -403,7 +390,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         "versions": versions(),
         "started_at": started_at,  # wall-clock times of this attempt, to see who used a device when
         "finished_at": time.time(),
-        **(description or describe_run(experiment, run)),
+        **(description or spec_description(experiment, run)),  # without a spec: the one it would have
     }
     runfiles.write_json(os.path.join(folder, runfiles.RESULT), result)
     remove_user_models(folder)

@@ -14,7 +14,7 @@ from html import unescape
 
 import pytest
 
-from tests.fakes import BIN, ROOT, command_env
+from tests.fakes import BIN, ROOT, command_env, hold_folder_lock
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 VALUES = ["test_loss", "train_loss", "duration", "overfit", "trainability", "slope"]
@@ -209,4 +209,25 @@ def test_report_of_an_experiment_never_run_is_a_one_line_error(tmp_path, monkeyp
     with pytest.raises(MosaicError, match=r"^no report written to .*report\.html: .+") as error:
         write_report("experiment.ini", "database.db", "plots", "report.html")
     assert "\n" not in str(error.value)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_a_report_while_another_command_holds_the_folder_is_refused_and_starts_no_snakemake(tmp_path, monkeypatch):
+    """The report is a Snakemake invocation like any other: through the runner, under the folder's session lock."""
+    from mosaic.errors import BusyError, exit_code
+    from mosaic.ops import report
+
+    for name in ("experiment.ini", "classes.py"):
+        shutil.copy(ROOT / ".test" / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(report, "missing_modules", lambda: [])
+    started = []
+    monkeypatch.setattr(subprocess, "run", lambda command, **options: started.append(command))
+    lock = hold_folder_lock(tmp_path)
+    try:
+        with pytest.raises(BusyError, match="another mosaic_run is running in this folder") as refused:
+            report.write_report("experiment.ini", "database.db", "plots", "report.html")
+    finally:
+        lock.close()
+    assert exit_code(refused.value) == 3 and started == []
     assert not (tmp_path / "report.html").exists()

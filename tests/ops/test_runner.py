@@ -1,19 +1,18 @@
-"""The orchestration layer's pure parts: the snakemake command, core counts, the run config, the
-outcome's exit status, the progress display's state, status rendering, the session's config.yaml."""
+"""The runner (mosaic/ops/runner.py): the snakemake command, core counts, the config file (any path survives
+it), the outcome's exit status; outputs that would overwrite an input, or that Snakemake would misread, refused."""
 
-import io
+import json
 import os
+import re
 
 import pytest
 import yaml
 
 from mosaic.errors import PausedError, RunError, exit_code
 from mosaic.experiment import load_experiment
-from mosaic.ops import progress, runner, session
+from mosaic.ops import runner
 from mosaic.ops.paths import workflow_root
-from mosaic.results import status
-from mosaic.runfiles import RunState
-from tests.fakes import Experiment
+from tests.fakes import Experiment, small_settings
 
 
 @pytest.fixture(scope="module")
@@ -99,89 +98,31 @@ def test_is_snakemake():
     assert not runner.is_snakemake(["python", "-m", "mosaic.run.job", "x.ini", "abc"])
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
-def events_for(experiment, runs):
-    """Snakemake events, as the logger plugin writes them, for jobs 1.. training `runs`."""
-    return {run.run_id: {"event": "job_info", "jobid": 10 + run.run_id, "rule_name": "train",
-                         "wildcards": {"run": run.run_hash}} for run in runs}
-
-
-def test_progress_lines_counts_and_eta(experiment):
-    clock = Clock()
-    runs = experiment.runs[:4]
-    tracker = progress.Progress(experiment, runs, slots=2, clock=clock)
-    info = events_for(experiment, runs)
-    assert tracker.handle({"event": "run_info", "stats": {"train": 4, "database": 1, "total": 5}}) == []
-    assert tracker.handle(info[1]) == [" ---> launch 1 1/4"]
-    assert tracker.handle(info[2]) == [" ---> launch 2 2/4"]
-    assert tracker.eta() is None and "ETA ?" in tracker.summary()
-    clock.now = 10.0
-    assert tracker.handle({"event": "job_finished", "job_id": 11}) == [" [run finished] 1"]
-    assert tracker.handle({"event": "progress", "done": 1, "total": 5}) == [" 1 of 5 steps (20%) done"]
-    # one run took 10 s; left: run 2 (10 s in, ~0 s), runs 3 and 4 (10 s each), on 2 slots: 10 s
-    assert tracker.eta() == pytest.approx(10.0)
-    assert tracker.summary() == "runs: 1 done, 1 running, 0 failed, 2 pending; ETA 10s"
-    assert tracker.handle({"event": "job_error", "jobid": 12}) == [" [run failed] 2: unknown error"]
-    assert tracker.summary().startswith("runs: 1 done, 0 running, 1 failed, 2 pending")
-    assert tracker.handle({"event": "job_finished", "job_id": 99}) == []  # not a train job
+def test_outputs_that_are_inputs_are_refused(tmp_path):
+    exp = Experiment(tmp_path, small_settings())
+    ini_text = exp.ini.read_text()
+    for command in (("mosaic_savedb", "--ini", "config.ini", "config.ini"),
+                    ("mosaic_generate", "config.ini", "config.ini"),
+                    ("mosaic_run", "config.ini", "config.ini"),
+                    ("mosaic_run", "config.ini", "database.db", "--plots", "config.ini"),
+                    ("mosaic_rekey", "config.ini", "./config.ini")):
+        refused = exp.command(*command, check=2)
+        assert "config.ini is also an input" in refused.stderr and "Traceback" not in refused.stderr, command
+        assert exp.ini.read_text() == ini_text, command
 
 
-def test_live_display_redraws_its_block_in_place(experiment):
-    runs = experiment.runs[:2]
-    tracker = progress.Progress(experiment, runs, slots=1, clock=Clock())
-    stream = io.StringIO()
-    display = progress.LiveDisplay(stream)
-    info = events_for(experiment, runs)
-    display.show(tracker.handle(info[1]), tracker)
-    display.show(tracker.handle({"event": "job_finished", "job_id": 11}), tracker)
-    text = stream.getvalue()
-    assert "\x1b[" in text and "[run finished] 1" in text and "launch" not in text
-    assert text.rstrip().endswith("runs: 1 done, 0 running, 0 failed, 1 pending; ETA 0s")
+def test_braces_in_an_output_path_are_named(tmp_path):
+    exp = Experiment(tmp_path, small_settings())
+    refused = exp.command("mosaic_run", "config.ini", "db{x}.db", check=2)
+    assert "Snakemake reads '{' in a file path as a wildcard" in refused.stderr
 
 
-def test_plain_display_prints_the_lines(experiment):
-    stream = io.StringIO()
-    progress.PlainDisplay(stream).show([" ---> launch 1 1/4"], None)
-    assert stream.getvalue() == " ---> launch 1 1/4\n"
-
-
-def test_parse_events_keeps_the_incomplete_line():
-    events, rest = progress.parse_events('{"event": "progress", "done": 1, "total": 2}\n{"event": "pro')
-    assert events == [{"event": "progress", "done": 1, "total": 2}] and rest == '{"event": "pro'
-
-
-def test_status_rendering(experiment):
-    runs = experiment.runs
-    states = {run.run_hash: RunState("pending") for run in runs}
-    states[runs[0].run_hash] = RunState("done", result={"train_loss": 0.5, "test_loss": None, "duration_s": 12.0})
-    states[runs[1].run_hash] = RunState("error", error="Traceback\nValueError: boom\n")
-    states[runs[2].run_hash] = RunState("running", progress=(3, 400))
-    text = status.render(experiment, states).splitlines()
-    assert text[:2] == ["Done", "\t[1] train_loss=5.000E-01\ttest_loss=nan\texecution_time=1.200E+01"]
-    assert text[2:6] == ["Error", f"\t[2] {runs[1].pipeline}", "\t\tTraceback", "\t\tValueError: boom"]
-    assert text[6:8] == ["Running", f"\t[3] {runs[2].pipeline}\tepoch 3/400"]
-    assert text[-1] == f"Pending: {len(runs) - 3} runs"
-
-
-def test_session_reads_config_yaml_with_yaml(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text("database: x.db\nini: 'exps/a b.ini'  # my experiment\n")
-    assert session.default_ini() == str(tmp_path / "exps" / "a b.ini")
-    assert session.load()["ini"] == str(tmp_path / "exps" / "a b.ini")
-    (tmp_path / "config" / "config.yaml").write_text("ini: exp.ini # trailing comment\n")
-    assert session.default_ini() == str(tmp_path / "exp.ini")
-
-
-def test_saved_settings_belong_to_their_ini(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    session.save("exp.ini", "db.db", "plots", cores=3, profile="/p/slurm")
-    assert session.saved("exp.ini", "profile") == "/p/slurm" and session.saved("exp.ini", "cores") == 3
-    assert session.saved("other.ini", "profile") is None
+@pytest.mark.slow
+def test_paths_that_yaml_would_misread_work(tmp_path):
+    """`--config ini=PATH` would read these as YAML (a mapping, a comment); a config file does not."""
+    folder = tmp_path / "data" / "x: y" / "a #b"
+    exp = Experiment(folder, small_settings(widths="2"))
+    done = exp.command("mosaic_run", "config.ini", "my #db: 1.db", "-n", check=0)
+    assert re.search(r"^train\s+2$", done.stdout, re.M), done.stdout
+    state = json.loads((folder / ".mosaic" / "experiment.json").read_text())
+    assert state["ini"] == str(folder / "config.ini") and state["database"] == str(folder / "my #db: 1.db")

@@ -19,6 +19,7 @@ from mosaic.results.plots import (
     metaplot_data,
     render_metaplot,
 )
+from mosaic.results.stats import mean_interval
 from tests.fakes import pdf_pages, png_size
 from tests.results.fake_database import EPOCHS, REPLICATES, WIDTHS, final_test_loss, loss_curve, nb_params
 
@@ -117,8 +118,11 @@ def assert_points(found, expected):
     for point, (_, want_mean, want_std, n) in zip(found, expected):
         assert point.mean == pytest.approx(want_mean) and point.std == pytest.approx(want_std)
         assert len(point.values) == n and statistics.fmean(point.values) == pytest.approx(want_mean)
+        # a loss: the geometric mean and the t interval of the logarithms, as in mosaic_compare's tables
+        assert point.scale == "log"
+        assert (point.center, point.ci_low, point.ci_high) == mean_interval(point.values, "log")
         if n > 1:
-            assert point.ci_low < point.mean < point.ci_high
+            assert 0 < point.ci_low < point.center < point.ci_high
         else:
             assert point.ci_low is None and point.ci_high is None
 
@@ -140,13 +144,18 @@ def test_metaplot_data_by_class_or_key(db_path):
 def test_metaplot_data_values(db_path):
     duration = metaplot_data(db_path, "dataset_AND", "duration")
     assert duration == metaplot_data(db_path, "dataset_AND", "duration(s)")
-    expected = [(20, 20.0, 0.0, 4, 20.0, 20.0), (30, 30.0, 0.0, 4, 30.0, 30.0), (40, 40.0, 0.0, 4, 40.0, 40.0)]
-    assert [tuple(p[:6]) for p in duration["data_dataset_AND"]["net_brick"]] == expected
+    for point, size in zip(duration["data_dataset_AND"]["net_brick"], (20, 30, 40)):  # every run took `size` s
+        assert (point.nb_params, point.n, point.scale, point.mean, point.std) == (size, 4, "log", size, 0.0)
+        assert (point.center, point.ci_low, point.ci_high) == pytest.approx((size, size, size))
     sizes = metaplot_data(db_path, "dataset_AND", "nb_params")
     assert [p.mean for p in sizes["data_dataset_AND"]["net_funnel"]] == [21.0, 31.0, 41.0]
     for value in ("train_loss", "overfit", "trainability", "slope"):
         points = metaplot_data(db_path, "dataset_AND", value)["data_dataset_AND"]["net_funnel"]
         assert [p.n for p in points] == [4, 4, 4]
+        for point in points:
+            assert (point.center, point.ci_low, point.ci_high) == mean_interval(point.values, point.scale)
+    slope = metaplot_data(db_path, "dataset_AND", "slope")["data_dataset_AND"]
+    assert {p.scale for points in slope.values() for p in points} == {"linear"}  # one panel, one scale
 
 
 def test_metaplot_data_errors(db_path):
@@ -187,7 +196,10 @@ def test_metaplot_csv_holds_exactly_what_is_drawn(db_path, tmp_path):
     for line in ax.get_lines():
         drawn = [r for r in rows if r["model_key"] == line.get_label()]
         assert [float(r["nb_params"]) for r in drawn] == list(line.get_xdata())
-        assert [float(r["mean"]) for r in drawn] == pytest.approx(list(line.get_ydata()), rel=1e-12)
+        assert [float(r["center"]) for r in drawn] == pytest.approx(list(line.get_ydata()), rel=1e-12)
+        for row, point in zip(drawn, data["data_dataset_OR"][line.get_label()]):  # mosaic_compare's intervals
+            in_csv = tuple(float(row[k]) if row[k] else None for k in ("center", "ci_low", "ci_high"))
+            assert in_csv == mean_interval(point.values, row["scale"])
     # the bands: their outlines hold exactly the intervals of the CSV (rows with n > 1)
     bands = [c for c in ax.collections if c.get_paths() and c.__class__.__name__ != "PathCollection"]
     outline = {round(y, 12) for band in bands for path in band.get_paths() for _, y in path.vertices}
@@ -197,7 +209,7 @@ def test_metaplot_csv_holds_exactly_what_is_drawn(db_path, tmp_path):
     dots = [c for c in ax.collections if c.__class__.__name__ == "PathCollection"]
     assert sum(len(c.get_offsets()) for c in dots) == sum(int(r["n"]) for r in rows)
     legend = ax.get_legend().get_title().get_text()
-    assert "95% CI of the mean" in legend
+    assert "line: geometric mean; band: its 95% CI" in legend  # a loss
 
 
 def test_metaplot_log_x(db_path):
@@ -251,7 +263,7 @@ def test_plotloss_command_max_runs(db_path, tmp_path, capsys):
 def test_plotloss_command_draws_a_readable_number_of_runs_unless_told_all(db_path, tmp_path, capsys, monkeypatch):
     from mosaic.ops import cli
 
-    monkeypatch.setattr(cli, "PLOTLOSS_MAX_RUNS", 10)  # the database has 48 runs (the default is 200)
+    monkeypatch.setattr(cli, "plotloss_max_runs", lambda: 10)  # the database has 48 runs (the default is 200)
     assert cli.mosaic_plotloss([db_path, str(tmp_path / "p.pdf")]) == 0
     assert "10 runs drawn" in capsys.readouterr().out
     assert cli.mosaic_plotloss([db_path, str(tmp_path / "all.pdf"), "--all"]) == 0

@@ -13,6 +13,7 @@ import pytest
 import mosaic
 from mosaic.errors import MosaicError
 from mosaic.run import cache
+from tests.fakes import cache_at, cache_bytes, cache_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,21 +77,14 @@ def server():
 
 @pytest.fixture
 def use_cache(tmp_path, monkeypatch):
-    """configure(tmp_path/cache.db, size) for the test; the environment variables cleared."""
-    monkeypatch.delenv("MOSAIC_CACHE_DB", raising=False)
-    monkeypatch.delenv("MOSAIC_CACHE_SIZE", raising=False)
-
-    def setup(size=10**6):
-        cache.configure(tmp_path / "cache.db", size)
-        return tmp_path / "cache.db"
-
+    """setup(size): the cache at tmp_path/cache.db with that limit, for the test (setup() done: 1 MB)."""
+    setup = cache_at(monkeypatch, tmp_path / "cache.db")
     setup()
-    yield setup
-    cache.configure()
+    return setup
 
 
 def paths():
-    return [entry["path"] for entry in cache.entries()]
+    return [entry["path"] for entry in cache_rows()]
 
 
 def test_file_url_download_hit_and_relative_path(tmp_path, use_cache, monkeypatch):
@@ -100,14 +94,14 @@ def test_file_url_download_hit_and_relative_path(tmp_path, use_cache, monkeypatc
     result = mosaic.download_file(source.as_uri(), "data/copy.bin")
     assert result == str(tmp_path / "data" / "copy.bin")
     assert Path(result).read_bytes() == b"x" * 100
-    first = cache.entries()
+    first = cache_rows()
     assert [(e["url"], e["path"], e["size"]) for e in first] == [(source.as_uri(), result, 100)]
 
     source.write_bytes(b"y" * 100)  # a second call must not fetch again
     mtime = os.stat(result).st_mtime_ns
     assert cache.download_file(source.as_uri(), str(tmp_path / "data" / "copy.bin")) == result
     assert Path(result).read_bytes() == b"x" * 100 and os.stat(result).st_mtime_ns == mtime
-    second = cache.entries()
+    second = cache_rows()
     assert len(second) == 1 and second[0]["last_use"] > first[0]["last_use"]
     assert not [p for p in (tmp_path / "data").iterdir() if p.name.endswith(".part")]
 
@@ -119,7 +113,7 @@ def test_http_download_only_once(tmp_path, use_cache, server):
         assert cache.download_file(url, target) == str(target)
     assert server.hit_count("a.bin") == 1
     assert target.read_bytes() == b"a" * 1000
-    assert len(cache.entries()) == 1 and cache.total_size() == 1000
+    assert len(cache_rows()) == 1 and cache_bytes() == 1000
 
 
 def test_same_url_at_another_path_is_copied_not_fetched(tmp_path, use_cache, server):
@@ -129,7 +123,7 @@ def test_same_url_at_another_path_is_copied_not_fetched(tmp_path, use_cache, ser
     assert server.hit_count("a.bin") == 1
     assert (tmp_path / "two.bin").read_bytes() == b"a" * 300
     assert sorted(paths()) == [str(tmp_path / "one.bin"), str(tmp_path / "two.bin")]
-    assert cache.total_size() == 600
+    assert cache_bytes() == 600
 
 
 def test_eviction_is_lru_not_fifo(tmp_path, use_cache, server):
@@ -142,7 +136,7 @@ def test_eviction_is_lru_not_fifo(tmp_path, use_cache, server):
     assert not (tmp_path / "b").exists()  # FIFO would have removed a
     assert (tmp_path / "a").exists() and (tmp_path / "c").exists()
     assert paths() == [str(tmp_path / "a"), str(tmp_path / "c")]
-    assert server.hit_count("a") == 1 and cache.total_size() == 200
+    assert server.hit_count("a") == 1 and cache_bytes() == 200
 
 
 def test_eviction_never_deletes_files_the_cache_did_not_create(tmp_path, use_cache, server):
@@ -171,7 +165,7 @@ def test_changed_file_is_downloaded_again(tmp_path, use_cache, server):
     target.unlink()
     cache.download_file(url, target)
     assert target.read_bytes() == b"a" * 100 and server.hit_count("a.bin") == 3
-    assert len(cache.entries()) == 1
+    assert len(cache_rows()) == 1
 
 
 def test_file_larger_than_the_cache_is_kept_and_others_evicted(tmp_path, use_cache, server, capsys):
@@ -201,7 +195,7 @@ def test_failed_download_raises_leaves_nothing_and_does_not_block(tmp_path, use_
     with pytest.raises(cache.CacheDownloadError, match="no-such-file"):
         cache.download_file(gone, target)
     assert not target.exists() and list(target.parent.iterdir()) == []
-    assert cache.entries() == []
+    assert cache_rows() == []
 
     server.add("nothing", b"n" * 10)  # the same url works once it exists: nothing is left blocking it
     assert cache.download_file(missing, target) == str(target)
@@ -225,7 +219,7 @@ def test_truncated_download_is_an_error(tmp_path, use_cache, server):
             cache.download_file(server.url("short"), tmp_path / "short")
     finally:
         server.httpd.RequestHandlerClass.do_GET = original
-    assert list(tmp_path.glob("*short*")) == [] and cache.entries() == []
+    assert list(tmp_path.glob("*short*")) == [] and cache_rows() == []
 
 
 CHILD = """
@@ -268,11 +262,7 @@ def test_concurrent_processes_download_once(tmp_path, server):
     assert [out.strip() for out, _ in outputs] == [str(target)] * 4
     assert server.hit_count("shared.bin") == 1
     assert target.read_bytes() == b"s" * 5000
-    cache.configure(tmp_path / "cache.db", "1M")
-    try:
-        assert [(e["url"], e["size"]) for e in cache.entries()] == [(url, 5000)]
-    finally:
-        cache.configure()
+    assert [(e["url"], e["size"]) for e in cache_rows(tmp_path / "cache.db")] == [(url, 5000)]
     assert [p.name for p in target.parent.iterdir()] == ["shared.bin"]
 
 
@@ -297,7 +287,6 @@ def test_concurrent_threads_download_once(tmp_path, use_cache, server):
 
 
 def test_settings_from_environment(tmp_path, monkeypatch):
-    cache.configure()
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MOSAIC_CACHE_DB", raising=False)
     monkeypatch.delenv("MOSAIC_CACHE_SIZE", raising=False)
@@ -317,7 +306,7 @@ def test_settings_from_environment(tmp_path, monkeypatch):
     cache.download_file(source.as_uri(), "x")
     cache.download_file(source.as_uri(), "y")  # 200 > 150 bytes: x is evicted
     assert (tmp_path / "sub" / "c.db").exists() and not (tmp_path / "x").exists()
-    assert [e["path"] for e in cache.entries()] == [str(tmp_path / "y")]
+    assert [e["path"] for e in cache_rows()] == [str(tmp_path / "y")]
 
 
 @pytest.mark.parametrize("text, size", [

@@ -7,23 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from mosaic.run import cache
-from tests.fakes import BIN, command_env
+from tests.fakes import BIN, cache_at, cache_bytes, cache_rows, cache_user_files, command_env
 
 LEGACY = Path(__file__).resolve().parent / "legacy"
 
 
 @pytest.fixture
 def use_cache(tmp_path, monkeypatch):
-    monkeypatch.delenv("MOSAIC_CACHE_DB", raising=False)
-    monkeypatch.delenv("MOSAIC_CACHE_SIZE", raising=False)
-
-    def setup(size=10**6):
-        cache.configure(tmp_path / "cache.db", size)
-
+    """setup(size): the cache at tmp_path/cache.db with that limit, for the test (setup() done: 1 MB)."""
+    setup = cache_at(monkeypatch, tmp_path / "cache.db")
     setup()
-    yield setup
-    cache.configure()
+    return setup
 
 
 def test_star_import_gives_the_three_helpers():
@@ -43,8 +37,8 @@ def test_save_path_file_registers_once(tmp_path, use_cache, monkeypatch):
         assert save_path_file("notes.txt") is True
     assert get_path_file("notes.txt") is True
     assert get_path_file(tmp_path / "notes.txt") is True
-    assert cache.user_files() == [str(tmp_path / "notes.txt")]  # one row, not three
-    assert cache.total_size() == 0  # a user's file takes none of the cache's room
+    assert cache_user_files() == [str(tmp_path / "notes.txt")]  # one row, not three
+    assert cache_bytes() == 0  # a user's file takes none of the cache's room
 
 
 def test_save_path_file_of_a_missing_file_warns_and_returns_false(tmp_path, use_cache, monkeypatch, capsys):
@@ -54,7 +48,7 @@ def test_save_path_file_of_a_missing_file_warns_and_returns_false(tmp_path, use_
     assert save_path_file("setup.py") is False
     assert "setup.py is not a file" in capsys.readouterr().err
     assert get_path_file("setup.py") is False
-    assert cache.user_files() == []
+    assert cache_user_files() == []
 
 
 def test_registered_files_are_never_evicted(tmp_path, use_cache):
@@ -87,7 +81,7 @@ def test_download_file_through_lib_is_the_cache(tmp_path, use_cache):
     path = download_file(source.as_uri(), tmp_path / "data" / "x.bin")
     assert path == str(tmp_path / "data" / "x.bin")
     assert get_path_file(path) is True
-    assert [entry["path"] for entry in cache.entries()] == [path]
+    assert [entry["path"] for entry in cache_rows()] == [path]
 
 
 SEED_INI = """\
@@ -156,9 +150,5 @@ def test_original_class_files_run_unchanged_with_the_seed_ini(tmp_path):
         assert "setup.py is not a file; not registered" in lines[2]
         assert lines[4] == "True"  # get_path_file('notes.txt') after save_path_file('notes.txt')
     assert results[0]["versions"]["mosaic"] != "0+unknown"  # the real package, not ./mosaic of the project
-    cache.configure(project / "cache.db")
-    try:
-        assert cache.user_files() == [str(project / "notes.txt")]
-    finally:
-        cache.configure()
+    assert cache_user_files(project / "cache.db") == [str(project / "notes.txt")]
     assert os.path.exists(project / "notes.txt")

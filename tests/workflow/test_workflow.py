@@ -153,7 +153,8 @@ HEAVY = ("torch", "snakemake", "matplotlib", "pandas", "scipy", "numpy")
 @pytest.mark.parametrize("layer", ["mosaic", "mosaic.experiment", "mosaic.results", "mosaic.ops",
                                    "mosaic.ops.cli", "mosaic.results.database", "mosaic.results.status",
                                    "mosaic.results.compare", "mosaic.results.plots",
-                                   "mosaic.ops.progress", "mosaic.ops.runner", "mosaic.ops.workflow_helpers"])
+                                   "mosaic.ops.progress", "mosaic.ops.runner", "mosaic.ops.workflow_checks",
+                                   "mosaic.ops.workflow_jobs", "mosaic.ops.workflow_targets"])
 def test_layers_do_not_import_heavy_modules(layer):
     """The layering is checked, not remembered: only mosaic.run (and the plotting/statistics
     functions, when called) may load torch, matplotlib, pandas or scipy."""
@@ -218,6 +219,31 @@ def test_no_import_runs_up_a_floor_and_no_circle():
         return seen
 
     assert [module for module in imports if module in reached(module)] == []
+
+
+def test_the_file_names_on_disk_are_spelled_in_runfiles_only():
+    """Every run-folder and .mosaic/ file name is a constant of mosaic/runfiles.py: no other module of mosaic/,
+    no rule, script or Snakefile spells one (they import it; the config schema's `logs` default is pinned
+    in test_workflow_conventions.py)."""
+    import ast
+    import os
+
+    from mosaic import runfiles
+
+    names = {value for name, value in vars(runfiles).items()
+             if name.isupper() and isinstance(value, str) and name != "LOSS_HEADER"}
+    # config.yaml is also the name of the workflow's own config file, `logs` a config key
+    names |= {os.path.basename(value) for value in names} - {"config.yaml", "logs"}
+    spelled = []
+    for path in (ROOT / "mosaic").rglob("*.py"):
+        if path.name != "runfiles.py":
+            spelled += [(str(path), node.value) for node in ast.walk(ast.parse(path.read_text()))
+                        if isinstance(node, ast.Constant) and node.value in names]
+    workflow = [*(ROOT / "workflow").rglob("*.smk"), *(ROOT / "workflow" / "scripts").glob("*.py"), ROOT / "Snakefile"]
+    for path in workflow:
+        quoted = re.findall(r'"([^"\n]*)"|\'([^\'\n]*)\'', path.read_text())
+        spelled += [(str(path), value) for pair in quoted for value in pair if value in names]
+    assert spelled == []
 
 
 @pytest.mark.slow

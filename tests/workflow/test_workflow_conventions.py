@@ -2,16 +2,15 @@
 configuration that plans and lints, a conda environment that installs this package, and no
 side effect while the workflow is parsed."""
 
-import os
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from mosaic import runfiles
 from tests.fakes import BIN, ROOT, command_env
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -32,6 +31,7 @@ def test_schema_describes_every_key_of_the_config_files_with_its_default():
     assert set(yaml.safe_load((ROOT / ".test" / "config" / "config.yaml").read_text())) <= set(properties)
     documented = (ROOT / "config" / "README.md").read_text()
     assert all(f"`{key}`" in documented for key in properties)
+    assert properties["logs"]["default"] == runfiles.LOGS_DIR  # a name of the .mosaic/ folder (mosaic/runfiles.py)
 
 
 @pytest.mark.parametrize(
@@ -94,21 +94,6 @@ def test_conda_dry_run_resolves():
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_job_prefix_reaches_this_interpreter_and_package_from_a_bare_shell():
-    from mosaic.ops.workflow_helpers import job_shell_prefix
-
-    prefix = job_shell_prefix().replace("{{", "{").replace("}}", "}")  # as Snakemake formats it
-    probe = ("python -c 'import sys, os, mosaic; "
-             "print(sys.executable, mosaic.__file__, os.environ[\"MOSAIC_SNAKEMAKE_PID\"])'")
-    done = subprocess.run(["bash", "-c", prefix + probe], capture_output=True, text=True, check=True,
-                          env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")})
-    executable, package, pid = done.stdout.split()
-    assert Path(executable).parent == Path(sys.executable).parent
-    assert Path(package).parent.parent == ROOT and int(pid) == os.getpid()
-    conda_prefix = job_shell_prefix(own_environment=False)
-    assert "MOSAIC_SNAKEMAKE_PID" in conda_prefix and "PYTHONPATH" not in conda_prefix and "PATH=" not in conda_prefix
-
-
 def test_parsing_the_workflow_leaves_the_environment_alone(tmp_path):
     """Reading the Snakefile (as `snakemake -n` does) must not change os.environ."""
     workdir = shutil.copytree(ROOT / ".test", tmp_path / "test")
@@ -127,17 +112,3 @@ print("CHANGED", changed)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "CHANGED []" in done.stdout, done.stdout[-2000:]
-
-
-def test_conda_deployment_is_detected_from_the_workflow_settings():
-    from types import SimpleNamespace
-
-    from snakemake.settings.types import DeploymentMethod, DeploymentSettings
-
-    from mosaic.ops.workflow_helpers import uses_conda
-
-    def workflow(*methods):
-        return SimpleNamespace(deployment_settings=DeploymentSettings(deployment_method=set(methods)))
-
-    assert uses_conda(workflow(DeploymentMethod.CONDA))
-    assert not uses_conda(workflow()) and not uses_conda(workflow(DeploymentMethod.APPTAINER))

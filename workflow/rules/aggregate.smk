@@ -16,7 +16,7 @@ rule database:
     log:
         os.path.join(LOGS, "database.log"),
     params:
-        signature=helpers.aggregation_signature(EXPERIMENT),
+        signature=targets.aggregation_signature(EXPERIMENT),
     conda:
         "../envs/mosaic.yaml"
     script:

@@ -1,5 +1,6 @@
-# Checks the configuration, loads the experiment; input functions. The logic lives in
-# mosaic/ops/workflow_helpers.py.
+# Checks the configuration, loads the experiment; input functions. The logic lives in mosaic/ops:
+# workflow_checks (config and ini), workflow_jobs (job commands, GPU slots), workflow_targets (what the rules
+# make and read), spec_files (the run specs); every run-folder file name in mosaic/runfiles.py.
 import os
 import sys
 
@@ -8,22 +9,26 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # a plain checkout: the mosaic package sits beside the Snakefile
 
-from mosaic.ops import workflow_helpers as helpers
+from mosaic import runfiles
+from mosaic.ops import workflow_targets as targets
 from mosaic.ops.paths import relative
+from mosaic.ops.spec_files import write_run_specs
+from mosaic.ops.workflow_checks import check_metaplot_values, config_error_line, exit_with, load_or_exit
+from mosaic.ops.workflow_jobs import job_shell_prefix, local_gpu_count, uses_conda
 
 try:
     validate(config, "../schemas/config.schema.yaml")  # also fills in the defaults
 except WorkflowError as error:
-    helpers.exit_with(helpers.config_error_line(error))
-if message := helpers.check_metaplot_values(config["metaplot_values"]):
-    helpers.exit_with(message)
+    exit_with(config_error_line(error))
+if message := check_metaplot_values(config["metaplot_values"]):
+    exit_with(message)
 
-EXPERIMENT = helpers.load_or_exit(config["ini"])
+EXPERIMENT = load_or_exit(config["ini"])
 if workflow.is_main_process:  # not again in each cluster job
-    helpers.write_run_specs(EXPERIMENT)  # each job reads its run's spec, never the ini
+    write_run_specs(EXPERIMENT)  # each job reads its run's spec, never the ini
 # Jobs run `python -m mosaic.run.job` with this interpreter and this package, or in the conda
 # environment of workflow/envs under --sdm conda (see job_shell_prefix).
-shell.prefix(helpers.job_shell_prefix(own_environment=not helpers.uses_conda(workflow)))
+shell.prefix(job_shell_prefix(own_environment=not uses_conda(workflow)))
 
 INI = os.path.abspath(config["ini"])
 RUNS = relative(EXPERIMENT.process.run_files_path)
@@ -31,19 +36,19 @@ DATABASE = config["database"]
 PLOTS = config["plots"]
 LOGS = config["logs"]
 PARTIAL = config["partial"]  # build from the runs done, train nothing new...
-ALSO = helpers.read_run_list(config["also"])  # ...but these runs (a file of hashes, mosaic_rerun)
+ALSO = targets.read_run_list(config["also"])  # ...but these runs (a file of hashes, mosaic_rerun)
 GPU_PER_RUN = 1 if EXPERIMENT.monitor.need_gpu else 0
 if GPU_PER_RUN and workflow.local_exec and str(workflow.exec_mode) == "default":
     # Locally, at most one run per GPU unless --resources gpu=N says otherwise.
-    workflow.global_resources.setdefault("gpu", helpers.local_gpu_count(EXPERIMENT))
+    workflow.global_resources.setdefault("gpu", local_gpu_count(EXPERIMENT))
 
 wildcard_constraints:
     run="[0-9a-f]{16}",
 
 
 def run_path(name):
-    """Pattern of one per-run file: <run_files_path>/{run}/<name>."""
-    return os.path.join(RUNS, "{run}", name)
+    """Pattern of one per-run file: <run_files_path>/{run}/<name> (name: a file name of mosaic/runfiles.py)."""
+    return runfiles.run_file(RUNS, "{run}", name)
 
 
 def run_priority(wildcards):
@@ -53,7 +58,7 @@ def run_priority(wildcards):
 
 def run_results(wildcards):
     """Every run's result files; with partial=True only those already there."""
-    return helpers.result_files(EXPERIMENT, RUNS, partial=PARTIAL, also=ALSO)
+    return targets.result_files(EXPERIMENT, RUNS, partial=PARTIAL, also=ALSO)
 
 
 def plotloss_target():
@@ -69,14 +74,14 @@ def metaplot_targets():
     """Each comparison plot and the table of its numbers."""
     return [
         os.path.join(PLOTS, f"metaplot_{name}_{value}.{extension}")
-        for name in helpers.dataset_names(EXPERIMENT)
+        for name in targets.dataset_names(EXPERIMENT)
         for value in config["metaplot_values"]
         for extension in ("png", "csv")
     ]
 
 
 def metaplot_dataset(wildcards):
-    return helpers.dataset_names(EXPERIMENT)[wildcards.dataset]
+    return targets.dataset_names(EXPERIMENT)[wildcards.dataset]
 
 
 def dataset_category(wildcards):

@@ -11,7 +11,7 @@ rule experiment_ini:
     log:
         os.path.join(LOGS, "experiment_ini.log"),
     params:
-        text=lambda wildcards, input: helpers.read_text(input[0]),
+        text=lambda wildcards, input: targets.read_text(input[0]),
     conda:
         "../envs/mosaic.yaml"
     shell:

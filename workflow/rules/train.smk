@@ -6,13 +6,13 @@
 
 rule train:
     input:
-        spec=run_path("spec.json"),
+        spec=run_path(runfiles.SPEC),
     output:
-        model=run_path("model.pt"),
-        losses=run_path("losses.tsv"),
-        result=run_path("result.json"),
+        model=run_path(runfiles.MODEL),
+        losses=run_path(runfiles.LOSSES),
+        result=run_path(runfiles.RESULT),
     log:
-        run_path("train.log"),
+        run_path(runfiles.LOG),
     threads: 1
     priority: run_priority
     resources:

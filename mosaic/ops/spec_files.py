@@ -1,13 +1,14 @@
-"""Writing each run's spec and context into its folder, for its training job (see mosaic/experiment/spec.py).
+"""The run specs on disk: each run's spec and context written into its folder, for its training job, and the
+manifest of what was written (the format itself: mosaic/experiment/spec.py).
 
 A file is written only when its content changes, so that Snakemake (which reruns a job whose input
 content changed) retrains exactly the runs whose spec changed. A finished run whose spec changed
 only by its epochs continues from its final model: that model becomes its checkpoint.
 
-A manifest in run_files_path holds a digest of what was last written for each run, so that an
-unchanged experiment of 100,000 runs is checked without reading 200,000 files. It is invalidated
-for the runs about to change before their files are written: a crash in between only costs a
-re-read next time.
+A manifest in run_files_path (runfiles.SPEC_MANIFEST) holds a digest of what was last written for each
+run, so that an unchanged experiment of 100,000 runs is checked without reading 200,000 files. It is
+invalidated for the runs about to change before their files are written: a crash in between only costs
+a re-read next time.
 """
 
 import hashlib
@@ -23,8 +24,6 @@ from mosaic.experiment.spec import (
     run_spec,
     spec_text,
 )
-
-MANIFEST = ".mosaic-specs"
 
 
 def _read(path):
@@ -84,7 +83,7 @@ def write_run_specs(experiment):
     settings = experiment_settings(experiment)
     rfp = experiment.process.run_files_path
     os.makedirs(rfp, exist_ok=True)
-    manifest_path = os.path.join(rfp, MANIFEST)
+    manifest_path = os.path.join(rfp, runfiles.SPEC_MANIFEST)
     manifest = _read_manifest(manifest_path)
     pending = []
     for run in experiment.runs:

@@ -1,0 +1,42 @@
+"""The static class scan (mosaic/experiment/classscan.py): which names a class file defines, without importing it."""
+
+from mosaic.experiment.classscan import find_class
+
+
+def test_find_class_static(tmp_path):
+    source = (
+        "import os.path\n"
+        "import numpy as np\n"
+        "from torch.nn import Linear, ReLU as Act\n"
+        "A = B = 1\n"
+        "C, (D, E) = 1, (2, 3)\n"
+        "F: int = 3\n"
+        "def func():\n    inner = 1\n"
+        "async def afunc():\n    pass\n"
+        "class Outer:\n    class Inner:\n        pass\n"
+        "try:\n    from fast import Fast\nexcept ImportError:\n    class Slow:\n        pass\n"
+        "if True:\n    G = 1\nelse:\n    H = 2\n"
+        "raise SystemExit('must never be imported')\n"
+    )
+    path = tmp_path / "mod.py"
+    path.write_text(source)
+    defined = "os np Linear Act A B C D E F func afunc Outer Fast Slow G H"
+    for name in defined.split():
+        assert find_class(str(path), name), name
+    for name in ("inner", "Inner", "numpy", "ReLU", "path", "Missing"):
+        assert not find_class(str(path), name), name
+
+
+def test_find_class_sees_file_changes(tmp_path):
+    path = tmp_path / "mod.py"
+    path.write_text("class A:\n    pass\n")
+    assert find_class(str(path), "A")
+    path.write_text("class Bee:\n    pass\n")
+    assert find_class(str(path), "Bee")
+    assert not find_class(str(path), "A")
+
+
+def test_find_class_star_import(tmp_path):
+    path = tmp_path / "mod.py"
+    path.write_text("from elsewhere import *\n")
+    assert find_class(str(path), "Anything")

@@ -1,0 +1,51 @@
+"""The commands (mosaic/ops/cli.py): mosaic_generate's output and errors, and choices that come from the tables
+that define them."""
+
+import json
+
+import pytest
+
+from mosaic.experiment import load_experiment
+from tests.fakes import Experiment, small_settings
+
+
+def test_generate_into_a_missing_folder_is_one_line(tmp_path):
+    exp = Experiment(tmp_path, small_settings())
+    failed = exp.command("mosaic_generate", "config.ini", "/nonexistent/x.json", check=2)
+    assert failed.stderr.strip().count("\n") == 0 and "Traceback" not in failed.stderr
+    assert "/nonexistent/x.json: cannot write" in failed.stderr
+    exp.command("mosaic_generate", "config.ini", "runs.json", check=0)
+    assert len(json.loads((exp.folder / "runs.json").read_text())) == 4
+
+
+def test_generate_writes_every_run_as_json_one_run_a_line(tmp_path):
+    experiment = Experiment(tmp_path / "exp", small_settings(multiplicity=2))
+    experiment.command("mosaic_generate", "config.ini", "runs.json", check=0)
+    text = (experiment.folder / "runs.json").read_text()
+    runs = json.loads(text)
+    expected = load_experiment(str(experiment.ini)).runs
+    assert [(r["run_id"], r["run_hash"], r["seed"]) for r in runs] == [(r.run_id, r.run_hash, r.seed) for r in expected]
+    assert runs[0]["modules"][1]["params"]["width"] == 2
+    assert len(text.splitlines()) == len(expected) + 2  # "[", a line a run, "]"
+
+
+def help_of(command, capsys):
+    """The --help text of a command."""
+    with pytest.raises(SystemExit):
+        command(["--help"])
+    return capsys.readouterr().out
+
+
+def test_choices_and_defaults_come_from_the_tables_that_define_them(capsys):
+    from mosaic.ops import cli
+    from mosaic.ops.paths import config_default
+    from mosaic.results.export import FORMATS
+    from mosaic.results.selection import STATUSES
+
+    statuses = "{" + ",".join(STATUSES) + "}"
+    assert statuses in help_of(cli.mosaic_rerun, capsys) and statuses in help_of(cli.mosaic_plotloss, capsys)
+    assert "{" + ",".join(FORMATS) + "}" in help_of(cli.mosaic_export, capsys)
+    # the cap of mosaic_plotloss is the workflow's: one default, in the config schema
+    cap = config_default("plotloss_max_runs")
+    assert cli.plotloss_max_runs() == cap
+    assert f"(default {cap}:" in " ".join(help_of(cli.mosaic_plotloss, capsys).split())
