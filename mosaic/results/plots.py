@@ -16,23 +16,28 @@ from typing import NamedTuple
 from mosaic.errors import MosaicError
 from mosaic.results.database import data_types_by_run, open_db
 from mosaic.results.figures import csv_beside, figure, save, use_log_scale, write_rows_csv
-from mosaic.results.stats import describe
-from mosaic.results.values import value_source
+from mosaic.results.stats import default_scale, mean_interval
+from mosaic.results.values import higher_is_better, value_source
 
 
 class Point(NamedTuple):
-    """One metaplot point: the replicates of one model key and size."""
+    """One metaplot point: the replicates of one model key and size. center is the mean on the scale
+    ("linear": the mean; "log": the geometric mean), ci_low and ci_high its 95% t interval (stats.mean_interval)."""
 
     nb_params: int
-    mean: float
-    std: float
     n: int
+    scale: str
+    mean: float
+    center: float
+    std: float
     ci_low: float | None
     ci_high: float | None
     values: tuple
 
 
-METAPLOT_CSV_COLUMNS = ("dataset_key", "model_key", "nb_params", "n", "mean", "std", "ci_low", "ci_high")
+METAPLOT_CSV_COLUMNS = (
+    "dataset_key", "model_key", "nb_params", "n", "scale", "mean", "center", "std", "ci_low", "ci_high"
+)
 
 
 # ---------------------------------------------------------------- data
@@ -55,8 +60,10 @@ def metaplot_data(db_path, dataset, value):
 
     `dataset` selects the finished runs whose dataset key, or the class of one of whose data modules,
     equals it. Returns {dataset_key: {model_key: [Point, ...]}}, sorted by nb_params; std is the sample
-    standard deviation (n - 1), 0 for a single replicate; ci_low, ci_high the 95% bootstrap interval of the
-    mean (None for a single replicate).
+    standard deviation (n - 1), 0 for a single replicate; center and its 95% interval (ci_low, ci_high; None
+    for a single replicate) are those of mosaic_compare's tables, on the scale stats.default_scale gives the
+    dataset key's values: positive values where lower is better (losses) get the geometric mean and the
+    interval of the logarithms, which never reaches 0.
     """
     with closing(open_db(db_path)) as db:
         column, join, args = value_source(db, value)  # a runs column or a recorded metric
@@ -82,13 +89,17 @@ def metaplot_data(db_path, dataset, value):
         dataset_key, model_key, nb_params = group
         return str(dataset_key), str(model_key), nb_params
 
+    scales = {}  # one scale per dataset key: its panel's bands all alike
+    for (dataset_key, _, _), ys in groups.items():
+        scales.setdefault(dataset_key, []).extend(ys)
+    scales = {key: default_scale(ys, higher_is_better(value)) for key, ys in scales.items()}
     data = {}
     for dataset_key, model_key, nb_params in sorted(groups, key=by_keys_then_size):
         ys = groups[dataset_key, model_key, nb_params]
         std = statistics.stdev(ys) if len(ys) > 1 else 0.0
-        interval = describe(ys)  # the bootstrap interval of mosaic_compare: the same numbers in both
-        low, high = interval["ci_low"], interval["ci_high"]
-        point = Point(nb_params, statistics.fmean(ys), std, len(ys), low, high, tuple(ys))
+        scale = scales[dataset_key]
+        center, low, high = mean_interval(ys, scale)
+        point = Point(nb_params, len(ys), scale, statistics.fmean(ys), center, std, low, high, tuple(ys))
         data.setdefault(dataset_key, {}).setdefault(model_key, []).append(point)
     return data
 
@@ -97,10 +108,10 @@ def metaplot_data(db_path, dataset, value):
 
 
 def draw_metaplot(data, value, log_x=None, axes=None):
-    """`value` against nb_params, one axes per dataset key: per model key a line through the means, a band
-    of the 95% bootstrap interval of the mean and the replicates as faint points. log_x: True, False or
-    None (log when nb_params spans more than two decades). `axes`: one per dataset key, or None for a new
-    figure. Returns the Figure."""
+    """`value` against nb_params, one axes per dataset key: per model key a line through the centers (means,
+    or geometric means on the log scale), a band of their 95% t interval and the replicates as faint points.
+    log_x: True, False or None (log when nb_params spans more than two decades). `axes`: one per dataset key,
+    or None for a new figure. Returns the Figure."""
     if not data:
         raise MosaicError("nothing to plot")
     if axes is None:
@@ -110,7 +121,7 @@ def draw_metaplot(data, value, log_x=None, axes=None):
         all_values, sizes = [], []
         for model_key, points in models.items():
             xs = [point.nb_params for point in points]
-            line = ax.plot(xs, [point.mean for point in points], marker="o", label=str(model_key))[0]
+            line = ax.plot(xs, [point.center for point in points], marker="o", label=str(model_key))[0]
             color = line.get_color()
             banded = [point for point in points if point.ci_low is not None]
             ax.fill_between(
@@ -128,7 +139,8 @@ def draw_metaplot(data, value, log_x=None, axes=None):
         ax.set_title(str(dataset_key))
         ax.set_xlabel("nb_params")
         ax.set_ylabel(value)
-        ax.legend(title="line: mean; band: 95% CI of the mean\n(bootstrap); dots: replicates",
+        center = "geometric mean" if next(iter(models.values()))[0].scale == "log" else "mean"
+        ax.legend(title=f"line: {center}; band: its 95% CI\n(Student t); dots: replicates",
                   fontsize="small", title_fontsize="x-small")
     fig = axes[0].figure
     fig.tight_layout()

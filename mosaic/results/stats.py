@@ -52,6 +52,13 @@ def quiet():
         yield
 
 
+def default_scale(values, higher=False):
+    """The scale on which to describe and compare values: "log" for positive values where lower is better
+    (losses, errors, durations: they span orders of magnitude and compare as ratios), "linear" otherwise
+    (accuracies, indicators that may be 0 or negative). The one rule of the tables, bands and curves."""
+    return "log" if not higher and len(values) > 0 and all(0 < v < math.inf for v in values) else "linear"
+
+
 def transform(values, scale="linear"):
     """The values a scale works on: as they are ("linear") or their natural logarithms ("log", values > 0)."""
     import numpy as np
