@@ -75,9 +75,9 @@ def transform(values, scale="linear"):
 
 def _back(value, scale):
     """A center or interval end on the scale's values, back to the values' units."""
-    if value is None:
-        return None
-    return float(math.exp(value)) if scale == "log" else float(value)
+    if value is None or scale != "log":
+        return value if value is None else float(value)
+    return math.exp(value) if value < 709 else None  # beyond, exp overflows: an end too far to say
 
 
 def is_constant(values):

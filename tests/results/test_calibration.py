@@ -177,6 +177,7 @@ DEGENERATE = [
     ([9.4e-12, 4.4e-11, 2.0e-11], [1.1e-11, 3.0e-11, 2.2e-11]),  # tiny magnitudes (the tutorial's losses)
     ([1e-300, 2e-300], [3e-300, 1e-299]),
     ([1e300, 1.2e300, 1.1e300], [1e300, 1e300, 1e300]),  # huge ones
+    ([1e300, 1e-300], [1e-300, 3e-300, 1e300]),  # ratios beyond what a float holds
     ([1e-11, 1e-11, 1e-11, 1e-2], [1e-4, 1e-4, 1e-4, 1e-4]),
     # nearly constant: scipy's t-test printed "catastrophic cancellation" above the tables
     ([1.0, 1.0, 1.0 + 2e-16], [1.0, 1.0 + 2e-16, 1.0]),

@@ -54,6 +54,13 @@ def test_transform_and_its_refusals():
         st.transform([1.0], "sqrt")
 
 
+def test_default_scale_logs_positive_values_where_lower_is_better():
+    assert st.default_scale([9.4e-12, 4.4e-11]) == "log"  # losses
+    assert st.default_scale([0.91, 0.95], higher=True) == "linear"  # accuracies
+    assert st.default_scale([0.0, 0.5]) == st.default_scale([-1.0, 2.0]) == st.default_scale([]) == "linear"
+    assert st.default_scale([1.0, float("inf")]) == "linear"
+
+
 def test_describe_small_and_constant_groups():
     empty = st.describe([])
     assert empty["n"] == 0 and empty["mean"] is None and empty["constant"] is False
