@@ -400,13 +400,3 @@ def holm(p_values):
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[i] = running
     return adjusted
-
-
-# ---------------------------------------------------------------- until compare.py switches (J2)
-
-RESAMPLES = 9999  # the retired bootstrap's count, still imported by compare.py
-
-
-def mean_t_interval(values):
-    """Retired name of mean_interval(values) (still imported by compare_outputs.py)."""
-    return mean_interval(values)
