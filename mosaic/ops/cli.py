@@ -199,10 +199,11 @@ def mosaic_plotloss(argv):
 
 @command
 def mosaic_metaplot(argv):
-    """Compare the model keys on one dataset: x = nb_params, y = VALUE (the mean over the replicates,
-    a band of its 95% bootstrap confidence interval, the replicates as dots), one line per model key.
-    VALUE: test_loss, train_loss, duration, overfit, trainability, slope or nb_params.
-    DATASET: a dataset key or a data class name."""
+    """Compare the model keys on one dataset: x = nb_params, y = VALUE (the mean over the replicates, or
+    the geometric mean for a loss, a band of its 95% Student t interval, the replicates as dots), one line
+    per model key. VALUE: test_loss, train_loss, duration, overfit, trainability, slope or nb_params.
+    DATASET: a dataset key, a data class name, or any part of one key (a stage of a data chain such as
+    xor_n240 in 'xor_n240 | standardize'); a part found in several keys is refused, listing them."""
     parser = parser_for(mosaic_metaplot)
     parser.add_argument("database")
     parser.add_argument("output", help="PNG or PDF file to write")
@@ -224,25 +225,34 @@ def mosaic_metaplot(argv):
 
 @command
 def mosaic_compare(argv):
-    """Which architecture wins, and how sure: per dataset key, the replicates of each model key (and
-    each variant, e.g. width, when a model key has several) compared with the best one. Prints the
-    tables and a verdict per dataset key, stores them in the database (tables groups, comparisons,
-    verdicts) and writes comparison.csv, groups.csv, comparison.md and critical_difference.png into
-    OUT. README.md ("Which architecture wins") explains every column."""
+    """Which architecture wins, and how sure: per dataset key, the best group of each model key compared
+    with the best one, and each variant (e.g. width) of a model key with the key's best. Prints the
+    tables and a verdict per dataset key placing every model key, stores them in the database (tables
+    groups, comparisons, verdicts) and writes comparison.csv, groups.csv, comparison.md, values.png,
+    curves.png and, when the ranks across dataset keys can show a difference, critical_difference.png
+    into OUT. README.md ("Which architecture wins") explains every column."""
     parser = parser_for(mosaic_compare)
     parser.add_argument("database")
     parser.add_argument("--value", default="test_loss", help="the value compared (default: test_loss)")
     parser.add_argument("--rope", type=float, metavar="R",
-                        help="region of practical equivalence: differences within R count as equal")
+                        help="region of practical equivalence: differences within R count as equal (on the "
+                             "log scale a relative margin: 0.05 is within 5%%)")
     parser.add_argument("--higher-is-better", action="store_true",
                         help="higher values are better (known for accuracy-like names)")
+    parser.add_argument("--scale", choices=("auto", "log", "linear"), default="auto",
+                        help="log: geometric means and ratios; linear: means and differences; auto (default): "
+                             "log for a value lower-is-better and positive in every finished run (losses, "
+                             "durations), linear otherwise")
+    parser.add_argument("--solved-below", type=float, metavar="V",
+                        help="two groups whose centers are both below V both solve the task (default rule: "
+                             "below 1/1000 of their first-epoch loss)")
     parser.add_argument("--out", help="folder of the files (default: <database>_plots)")
     args = parser.parse_args(argv)
     from mosaic.results.compare_outputs import run_compare
 
     out = args.out or default_plots(args.database)
     higher = True if args.higher_is_better else None
-    print(run_compare(args.database, out, args.value, higher, args.rope), end="")
+    print(run_compare(args.database, out, args.value, higher, args.rope, args.scale, args.solved_below), end="")
     print(f"tables written in {out}")
     return 0
 

@@ -1,138 +1,77 @@
 """Which architecture wins, and how sure: statistics over the replicates of each group (mosaic_compare).
 
 Per dataset key, the runs are grouped by model key, and within a model key by the model parameters that
-vary (width=2, width=3, ...) when there are several. For each group: n, mean, median, interquartile mean,
-standard deviation and a 95% bootstrap confidence interval of the mean. Each group is compared with the best
-one: difference of means (95% bootstrap CI), Welch's t-test and Mann-Whitney U p-values, both Holm-corrected
-over the pairs compared, Hedges' g, the probability of improvement P(A better than B) (the share of replicate
-pairs where A beats B, ties counted half, with a bootstrap CI) and the replicates per group a two-sided
-t-test would need to separate them at 80% power. With a region of practical equivalence (ROPE) R, the
-posterior of the difference of means (non-informative prior: a Student t centred on the observed difference,
-with Welch's scale and degrees of freedom) gives P(A better by more than R), P(|difference| <= R) and
-P(B better by more than R). Across dataset keys: average ranks, Friedman's test and Nemenyi's critical
-difference. README.md ("Which architecture wins") explains each column.
+vary (width=2, width=3, ...) when there are several (groups.py reads them). Each group is described on one
+scale (stats.py): "log" for a positive value where lower is better (a loss, a duration: geometric means,
+ratios), "linear" otherwise (accuracies: means, differences); `--scale` chooses. The reference of a
+dataset key is its best group with at least 2 replicates.
 
-Here: reading the groups from the database, the verdict, the ranks and storing them in the database; the
-statistics themselves are in stats.py, the files and the text report in compare_outputs.py.
+Two families of comparisons, each with its own Holm correction over every pair of its groups (the best
+group is chosen from the data: Holm over its pairs alone lets the null rate grow past 5% from 5 model keys
+on; over every pair it stays below, tests/results/test_verdict.py):
+- "architectures": the best group of each model key against the best group of the dataset key; the
+  verdict (verdict.py) places every model key from these.
+- "variants of <model key>": each variant of a model key against the key's best variant.
+Across dataset keys: average ranks, Friedman's test and Nemenyi's critical difference, the diagram drawn
+only where a difference could be detected. README.md ("Which architecture wins") explains each column.
+
 scipy and numpy are imported inside the functions that need them: importing this module stays cheap.
 """
 
+import itertools
 import math
 import os
 import sqlite3
-from collections import defaultdict
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mosaic.errors import MosaicError
-from mosaic.results.database import data_types_by_run, open_db
-from mosaic.results.selection import PROCESS_TYPE
-from mosaic.results.stats import ALPHA, CONFIDENCE, PAIR_COLUMNS, RESAMPLES, SEED, compare_pair, describe, holm
-from mosaic.results.values import COMPARED_COLUMNS, LOSS_VALUES, higher_is_better, value_source
+from mosaic.results.groups import Group, load_groups
+from mosaic.results.stats import (
+    ALPHA,
+    CONFIDENCE,
+    PAIR_COLUMNS,
+    SCALES,
+    SEED,
+    compare_pair,
+    default_scale,
+    describe,
+    fisher_p,
+    holm,
+    is_constant,
+    mann_whitney_p,
+    quiet,
+    transform,
+    welch,
+)
+from mosaic.results.values import higher_is_better
+from mosaic.results.verdict import write_verdict
 
-NEGLIGIBLE = 1e-3  # a final loss below this fraction of its first-epoch value: the task is solved
+__all__ = ["Group", "load_groups", "compare", "compare_dataset", "rank_across", "store"]
 
+ARCHITECTURES = "architectures"
 GROUP_COLUMNS = (
-    "dataset_key value rank label model_key variant nb_params n n_failed n_diverged n_unfinished"
-    " mean median iqm std ci_low ci_high first_epoch"
+    "dataset_key value scale rank label model_key variant nb_params n n_failed n_diverged n_missing n_unfinished"
+    " failure_rate mean center ci_low ci_high median iqm std constant first_epoch"
 ).split()
-COMPARISON_COLUMNS = ["dataset_key", "value", "label", "versus", *PAIR_COLUMNS]
+COMPARISON_COLUMNS = ["dataset_key", "value", "family", "label", "versus", *PAIR_COLUMNS, "fisher_p"]
 
 
-@dataclass
-class Group:
-    """The replicates of one model key (and variant) on one dataset key."""
-
-    dataset_key: str
-    model_key: str
-    variant: str = ""  # 'width=2' when the model key has several variants, else ''
-    values: list = field(default_factory=list)  # finite values of the runs done and not diverged
-    run_ids: list = field(default_factory=list)  # those runs
-    first_epoch: list = field(default_factory=list)  # their loss after epoch 1 (loss values only)
-    nb_params: set = field(default_factory=set)
-    n_failed: int = 0
-    n_diverged: int = 0
-    n_unfinished: int = 0
-
-    @property
-    def label(self):
-        return f"{self.model_key} {self.variant}" if self.variant else self.model_key
+def variants_family(model_key):
+    return f"variants of {model_key}"
 
 
-# ---------------------------------------------------------------- reading
-
-
-def _model_variants(db):
-    """{run_id: {'type.name': value}} of the parameters of each run's model modules."""
-    data_types = data_types_by_run(db)
-    params = defaultdict(dict)
-    for run_id, module_type, name, value in db.execute(
-        "SELECT run_id, module_type, name, value FROM params WHERE module_type != ?"
-        " AND name NOT IN ('section', 'class', 'key') ORDER BY rowid",
-        (PROCESS_TYPE,),
-    ):
-        if module_type not in data_types.get(run_id, ()):
-            params[run_id][f"{module_type}.{name}"] = value
-    return params
-
-
-def _variant_labels(run_params):
-    """{run_id: 'width=2'}: the parameters that differ between the runs of one model key."""
-    names = sorted({name for params in run_params.values() for name in params})
-    varying = [name for name in names if len({repr(params.get(name)) for params in run_params.values()}) > 1]
-    short = {name: name.partition(".")[2] for name in varying}
-    if len(set(short.values())) < len(varying):  # the same name in two modules: keep the module type
-        short = {name: name for name in varying}
-    return {
-        run_id: ",".join(f"{short[name]}={params.get(name)}" for name in varying)
-        for run_id, params in run_params.items()
-    }
-
-
-def load_groups(db_path, value="test_loss"):
-    """{dataset_key: [Group, ...]} of every run of the database, failed and unfinished ones counted."""
-    with closing(open_db(db_path)) as db:
-        column, join, args = value_source(db, value, COMPARED_COLUMNS)
-        runs = db.execute(
-            f"SELECT runs.run_id, dataset_key, model_key, status, diverged, nb_params, {column} FROM runs {join}"
-            " ORDER BY runs.run_id",
-            args,
-        ).fetchall()
-        variants = _model_variants(db)
-        first = {}
-        if value in LOSS_VALUES:
-            first = dict(db.execute(f"SELECT run_id, {value} FROM losses WHERE epoch = 1"))
-    by_model = defaultdict(dict)
-    for run_id, dataset_key, model_key, *_ in runs:
-        by_model[str(dataset_key), str(model_key)][run_id] = variants.get(run_id, {})
-    labels = {}
-    for run_params in by_model.values():
-        labels.update(_variant_labels(run_params))
-    groups = {}
-    for run_id, dataset_key, model_key, status, diverged, nb_params, y in runs:
-        key = (str(dataset_key), str(model_key), labels[run_id])
-        group = groups.setdefault(key, Group(*key))
-        if status != "done":
-            if status == "error":
-                group.n_failed += 1
-            else:
-                group.n_unfinished += 1
-            continue
-        if nb_params is not None:
-            group.nb_params.add(nb_params)
-        if diverged or y is None or not math.isfinite(y):
-            group.n_diverged += 1
-            continue
-        group.values.append(float(y))
-        group.run_ids.append(run_id)
-        if first.get(run_id) is not None:
-            group.first_epoch.append(first[run_id])
-    by_dataset = defaultdict(list)
-    for group in groups.values():
-        by_dataset[group.dataset_key].append(group)
-    if not by_dataset:
-        raise MosaicError(f"{db_path}: no run to compare")
-    return dict(sorted(by_dataset.items()))
+def choose_scale(scale, values, higher=False):
+    """The scale of a comparison: `scale` ("auto", "log", "linear"); "auto" is stats.default_scale (log for
+    a value positive in every finished run where lower is better). MosaicError for log on a value <= 0."""
+    if scale == "auto":
+        return default_scale(values, higher)
+    if scale not in SCALES:
+        raise MosaicError(f"unknown scale '{scale}': expected auto, {', '.join(SCALES)}")
+    if scale == "log" and any(not 0 < v < math.inf for v in values):
+        bad = next(v for v in values if not 0 < v < math.inf)
+        raise MosaicError(f"--scale log needs values > 0, and one run has {bad:g}: use --scale linear")
+    return scale
 
 
 # ---------------------------------------------------------------- one dataset key
@@ -142,101 +81,83 @@ def load_groups(db_path, value="test_loss"):
 class DatasetComparison:
     dataset_key: str
     value: str
-    groups: list  # [(Group, description)] best first; groups without a value last
-    comparisons: list  # [dict of COMPARISON_COLUMNS]: each group against the best
+    groups: list  # [(Group, description)]: by center among those with n >= 2, then n = 1, then no value
+    comparisons: list  # [dict of COMPARISON_COLUMNS]: the architectures family, then each variants family
     verdict: str
     higher: bool = False  # whether higher values are better
+    scale: str = "linear"
 
 
-def compare_dataset(groups, value, higher=False, rope=None, seed=SEED, n_resamples=RESAMPLES):
-    described = [(group, describe(group.values, seed, n_resamples)) for group in groups]
-
-    def order(item):
+def _order(higher):
+    def key(item):
         group, description = item
-        mean = description["mean"]
-        if mean is None:
-            return (1, 0.0, group.label)
-        return (0, -mean if higher else mean, group.label)
+        n, center = description["n"], description["center"]
+        tier = 0 if n >= 2 else 1 if n == 1 else 2
+        if center is None:
+            return (tier, 0.0, group.label)
+        return (tier, -center if higher else center, group.label)
 
-    described.sort(key=order)
-    best = described[0][0]
-    comparisons = []
-    alpha = ALPHA / max(1, len(described) - 1)  # the replicates needed survive the correction for all the pairs
-    for group, _ in described[1:]:
-        row = {"dataset_key": best.dataset_key, "value": value, "label": group.label, "versus": best.label}
-        row.update(compare_pair(group.values, best.values, higher, rope, seed, n_resamples, alpha))
-        comparisons.append(row)
-    for test in ("welch_p", "mwu_p"):
-        for row, adjusted in zip(comparisons, holm([row[test] for row in comparisons])):
+    return key
+
+
+def _pair_p_values(a, b, scale):
+    """(Welch p, Mann-Whitney p) of two groups on `scale`, None where nothing can be tested (fewer than 2
+    replicates, or neither group varies): what Holm needs of the pairs not shown in the tables."""
+    if len(a) < 2 or len(b) < 2 or (is_constant(a) and is_constant(b)):
+        return None, None
+    p = welch(transform(a, scale), transform(b, scale))[3]
+    return (None if not math.isfinite(p) else float(p)), mann_whitney_p(a, b)
+
+
+def _family_rows(family, members, reference, context):
+    """Rows of COMPARISON_COLUMNS: each group of `members` (reference first) against `reference`, the Holm
+    columns corrected over every pair of the members. `context`: dataset_key, value, higher, rope, scale, seed."""
+    dataset_key, value, higher, rope, scale, seed = context
+    tested = [group for group in members if len(group.values) >= 2]
+    pairs = max(1, len(tested) * (len(tested) - 1) // 2)
+    rows = []
+    for group in members[1:]:
+        row = {"dataset_key": dataset_key, "value": value, "family": family, "label": group.label,
+               "versus": reference.label}
+        row.update(compare_pair(group.values, reference.values, higher, rope, ALPHA / pairs, scale, seed))
+        if row["constant_a"] and row["constant_b"]:
+            row["mwu_p"] = None  # replicates that do not vary: no test at all
+        row["fisher_p"] = fisher_p(group.n_bad, group.n_ended, reference.n_bad, reference.n_ended)
+        rows.append(row)
+    # Holm over every pair of the family: the reference was picked as the best, from the same data
+    others = {(a.label, b.label): _pair_p_values(a.values, b.values, scale)
+              for a, b in itertools.combinations(tested, 2) if reference not in (a, b)}
+    for test, index in (("welch_p", 0), ("mwu_p", 1)):
+        family_p = [row[test] for row in rows] + [p[index] for p in others.values()]
+        for row, adjusted in zip(rows, holm(family_p)):
             row[f"{test}_holm"] = adjusted
-    verdict = _verdict(described, comparisons, value, higher, rope)
-    return DatasetComparison(best.dataset_key, value, described, comparisons, verdict, higher)
+    return rows
 
 
-def _solved(group, description):
-    """Whether a loss fell below NEGLIGIBLE times its first-epoch value."""
-    if not group.first_epoch or description["mean"] is None:
-        return False
-    first = sum(group.first_epoch) / len(group.first_epoch)
-    return first > 0 and description["mean"] <= NEGLIGIBLE * first
-
-
-def _n_text(a, b):
-    return f"n = {a}" if a == b else f"n = {a} and {b}"
-
-
-def _left_out(group):
-    """'1 failed, 2 diverged': the runs of a group that give no value ('' when none)."""
-    counts = ((group.n_failed, "failed"), (group.n_diverged, "diverged"), (group.n_unfinished, "pending"))
-    return ", ".join(f"{count} {what}" for count, what in counts if count)
-
-
-def _verdict(described, comparisons, value, higher, rope):
-    with_values = [(group, d) for group, d in described if d["n"]]
-    if not with_values:
-        return f"no finished replicate has a {value}: nothing to compare"
-    best, best_d = with_values[0]
-    if len(with_values) == 1:
-        return f"only {best.label} has finished replicates: nothing to compare"
-    # the strongest other architecture: the best group of another model key, else the runner-up
-    others = [(g, d) for g, d in with_values[1:] if g.model_key != best.model_key] or with_values[1:]
-    other, other_d = others[0]
-    row = next(r for r in comparisons if r["label"] == other.label)
-    if best_d["n"] < 2 or other_d["n"] < 2:
-        return (
-            f"{best.label} is ahead of {other.label} on {value}, but with {_n_text(best_d['n'], other_d['n'])} "
-            "replicates nothing can be tested: run at least 2 of each"
-        )
-    p = row["welch_p_holm"]
-    p_better = 1 - row["p_better"]  # the row holds P(other better than best)
-    if p < ALPHA:
-        text = f"{best.label} beats {other.label} on {value} (P(better) = {p_better:.2f}, p = {p:.2g}, Holm)"
-    else:
-        needed = row["replicates_needed"]
-        text = (
-            f"no significant difference between {best.label} and {other.label} on {value} at "
-            f"{_n_text(best_d['n'], other_d['n'])} (p = {p:.2g}, Holm): "
-        )
-        if needed is None:
-            text += "the observed effect is too small for any practical number of replicates to separate them"
-        else:
-            text += f"about {needed} replicates per group would be needed to separate them"
-    if rope is not None:
-        worse, equal, better = row["p_rope_better"], row["p_rope_equal"], row["p_rope_worse"]
-        text += (
-            f"; with a practical-equivalence margin of {rope:g}: P({best.label} better) = {better:.2f}, "
-            f"P(practically equal) = {equal:.2f}, P({other.label} better) = {worse:.2f}"
-        )
-    elif not higher and _solved(best, best_d) and _solved(other, other_d):
-        first = sum(best.first_epoch + other.first_epoch) / len(best.first_epoch + other.first_epoch)
-        text += (
-            f"; both solve the task ({value} about {first:.2g} after epoch 1, {best_d['mean']:.1e} and "
-            f"{other_d['mean']:.1e} at the end): the difference is tiny in absolute terms"
-        )
-    lost = [f"{group.label}: {_left_out(group)}" for group in (best, other) if _left_out(group)]
-    if lost:
-        text += f" (runs left out: {'; '.join(lost)})"
-    return text
+def compare_dataset(groups, value, higher=False, rope=None, scale="auto", solved_below=None, seed=SEED):
+    """The DatasetComparison of the groups of one dataset key (see the module's docstring)."""
+    scale = choose_scale(scale, [v for group in groups for v in group.values], higher)
+    with quiet():
+        described = sorted(((group, describe(group.values, scale)) for group in groups), key=_order(higher))
+    context = (described[0][0].dataset_key, value, higher, rope, scale, seed)
+    best_of_key = {}
+    for group, _ in described:  # in order: the first group of a model key is its best
+        best_of_key.setdefault(group.model_key, group)
+    keys = list(best_of_key.values())
+    with quiet():
+        comparisons = _family_rows(ARCHITECTURES, keys, keys[0], context)
+        variants = {}
+        for group, _ in described:
+            variants.setdefault(group.model_key, []).append(group)
+        for model_key, members in variants.items():
+            if len(members) > 1:
+                comparisons += _family_rows(variants_family(model_key), members, members[0], context)
+    if len(keys) > 1:
+        headline = [row for row in comparisons if row["family"] == ARCHITECTURES]
+    else:  # one model key: its variants are what there is to compare
+        headline = [row for row in comparisons if row["family"] == variants_family(keys[0].model_key)]
+    verdict = write_verdict(described, headline, value, higher, scale, rope, solved_below)
+    return DatasetComparison(context[0], value, described, comparisons, verdict, higher, scale)
 
 
 # ---------------------------------------------------------------- across dataset keys
@@ -249,46 +170,65 @@ class Ranks:
     n_datasets: int
     friedman_p: float | None
     critical_difference: float | None
+    why_no_diagram: str = ""  # '' when the critical-difference diagram can show a difference
+
+    @property
+    def drawable(self):
+        return not self.why_no_diagram
 
 
 def rank_across(comparisons, higher=False):
-    """Average ranks of the groups present in every dataset key (1 = best), Friedman's p-value and
-    Nemenyi's critical difference at 95%; None when there are fewer than 2 dataset keys or groups."""
+    """Average ranks of the groups present in every dataset key (1 = best, by center), Friedman's p-value
+    and Nemenyi's critical difference at 95%; None when there are fewer than 2 dataset keys or groups.
+    The diagram is drawable when Friedman's test finds a difference and the critical difference is
+    smaller than the largest possible gap between average ranks (k - 1)."""
     import numpy as np
     from scipy import stats
 
-    means = [
-        {group.label: d["mean"] for group, d in comparison.groups if d["mean"] is not None}
+    centers = [
+        {group.label: d["center"] for group, d in comparison.groups if d["center"] is not None}
         for comparison in comparisons
     ]
-    if len(means) < 2:
+    if len(centers) < 2:
         return None
-    common = sorted(set.intersection(*(set(m) for m in means)))
+    common = sorted(set.intersection(*(set(m) for m in centers)))
     if len(common) < 2:
         return None
-    table = np.array([[m[label] for label in common] for m in means])
-    ranks = stats.rankdata(-table if higher else table, axis=1)
+    table = np.array([[m[label] for label in common] for m in centers])
+    k, n = len(common), len(centers)
+    with quiet():
+        ranks = stats.rankdata(-table if higher else table, axis=1)
+        friedman = float(stats.friedmanchisquare(*table.T).pvalue) if k >= 3 else None
+        q = stats.studentized_range.ppf(CONFIDENCE, k, np.inf) / math.sqrt(2)
+    friedman = None if friedman is None or not math.isfinite(friedman) else friedman
     average = ranks.mean(axis=0)
-    k, n = len(common), len(means)
-    friedman = float(stats.friedmanchisquare(*table.T).pvalue) if k >= 3 else None
-    q = stats.studentized_range.ppf(CONFIDENCE, k, np.inf) / math.sqrt(2)
     cd = float(q * math.sqrt(k * (k + 1) / (6 * n)))
+    why = []
+    if cd >= k - 1:
+        why.append(f"with {n} dataset keys and {k} groups the critical difference ({cd:.2f}) is larger than "
+                   f"the largest possible gap between average ranks ({k - 1}): no difference could be detected")
+    if friedman is None:
+        why.append("Friedman's test needs at least 3 groups present in every dataset key")
+    elif friedman >= ALPHA:
+        why.append(f"Friedman's test finds no difference between the average ranks (p = {friedman:.2g})")
     order = np.argsort(average, kind="stable")
-    return Ranks([common[i] for i in order], [float(average[i]) for i in order], n, friedman, cd)
+    return Ranks([common[i] for i in order], [float(average[i]) for i in order], n, friedman, cd, "; ".join(why))
 
 
 # ---------------------------------------------------------------- the whole comparison
 
 
-def compare(db_path, value="test_loss", higher=None, rope=None, seed=SEED, n_resamples=RESAMPLES):
-    """([DatasetComparison per dataset key], Ranks or None) of every dataset key of the database."""
+def compare(db_path, value="test_loss", higher=None, rope=None, scale="auto", solved_below=None, seed=SEED):
+    """([DatasetComparison per dataset key], Ranks or None) of every dataset key of the database; one
+    scale for all of them (auto: from every finished run's value)."""
     if higher is None:
         higher = higher_is_better(value)
     if rope is not None and rope < 0:
         raise MosaicError(f"--rope must be positive, not {rope}")
+    by_dataset = load_groups(db_path, value)
+    scale = choose_scale(scale, [v for groups in by_dataset.values() for g in groups for v in g.values], higher)
     comparisons = [
-        compare_dataset(groups, value, higher, rope, seed, n_resamples)
-        for groups in load_groups(db_path, value).values()
+        compare_dataset(groups, value, higher, rope, scale, solved_below, seed) for groups in by_dataset.values()
     ]
     return comparisons, rank_across(comparisons, higher)
 
@@ -302,6 +242,7 @@ def group_rows(comparisons):
                 {
                     "dataset_key": group.dataset_key,
                     "value": comparison.value,
+                    "scale": comparison.scale,
                     "rank": rank if d["n"] else None,
                     "label": group.label,
                     "model_key": group.model_key,
@@ -309,7 +250,9 @@ def group_rows(comparisons):
                     "nb_params": ",".join(str(n) for n in sorted(group.nb_params)) or None,
                     "n_failed": group.n_failed,
                     "n_diverged": group.n_diverged,
+                    "n_missing": group.n_missing,
                     "n_unfinished": group.n_unfinished,
+                    "failure_rate": group.failure_rate,
                     **d,
                     "first_epoch": first,
                 }
@@ -324,6 +267,14 @@ def comparison_rows(comparisons):
 # ---------------------------------------------------------------- storing
 
 
+def _table(db, name, columns):
+    """Create table `name` with `columns`, replacing one of an older layout (its rows are recomputed)."""
+    found = [row[1] for row in db.execute(f"PRAGMA table_info({name})")]
+    if found and found != list(columns):
+        db.execute(f"DROP TABLE {name}")
+    db.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(columns)})")
+
+
 def store(db_path, comparisons):
     """Replace this value's rows of the `groups`, `comparisons` and `verdicts` tables of the database.
 
@@ -334,9 +285,9 @@ def store(db_path, comparisons):
     groups, pairs = group_rows(comparisons), comparison_rows(comparisons)
     values = {c.value for c in comparisons}
     with closing(sqlite3.connect(db_path, timeout=60)) as db, db:
-        db.execute(f"CREATE TABLE IF NOT EXISTS groups ({', '.join(GROUP_COLUMNS)})")
-        db.execute(f"CREATE TABLE IF NOT EXISTS comparisons ({', '.join(COMPARISON_COLUMNS)})")
-        db.execute("CREATE TABLE IF NOT EXISTS verdicts (dataset_key, value, verdict)")
+        _table(db, "groups", GROUP_COLUMNS)
+        _table(db, "comparisons", COMPARISON_COLUMNS)
+        _table(db, "verdicts", ("dataset_key", "value", "verdict"))
         for table in ("groups", "comparisons", "verdicts"):
             db.executemany(f"DELETE FROM {table} WHERE value = ?", [(v,) for v in values])
         db.executemany(
@@ -350,4 +301,3 @@ def store(db_path, comparisons):
             "INSERT INTO verdicts VALUES (?, ?, ?)", [(c.dataset_key, c.value, c.verdict) for c in comparisons]
         )
     os.utime(db_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-

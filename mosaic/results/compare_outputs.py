@@ -1,16 +1,20 @@
 """What mosaic_compare writes: the text and Markdown report, the CSV tables, the drawings with the numbers
 they draw, the placeholder files when there is nothing to compare, and the whole step (run_compare:
-compute, store in the database, write the files). The comparison itself is in compare.py.
+compute, store in the database, write the files). The comparison itself is in compare.py. Every interval
+printed or drawn is stats.describe's or stats.compare_pair's (Student and Welch t intervals, on the scale
+of the comparison).
 
 scipy and numpy are imported inside the functions that need them: importing this module stays cheap.
 """
 
+import math
 import os
 from collections import defaultdict
 from contextlib import closing
 
 from mosaic.errors import MosaicError
 from mosaic.results.compare import (
+    ARCHITECTURES,
     COMPARISON_COLUMNS,
     GROUP_COLUMNS,
     compare,
@@ -21,7 +25,7 @@ from mosaic.results.compare import (
 from mosaic.results.compare_plots import draw_curves, draw_values, render_critical_difference
 from mosaic.results.database import open_db
 from mosaic.results.figures import csv_beside, draw_message, save, write_rows_csv
-from mosaic.results.stats import CONFIDENCE, mean_t_interval
+from mosaic.results.stats import CONFIDENCE, default_scale, mean_interval, quiet
 from mosaic.results.values import LOSS_VALUES
 from mosaic.runfiles import write_atomic
 
@@ -36,19 +40,35 @@ def _format(value):
     return str(value)
 
 
-# the columns printed, with their headers (every column is in the CSV files and the database)
+# the columns printed, with their headers (every column is in the CSV files and the database); the
+# center's and the effect's headers depend on the scale
 GROUP_TABLE = (
     ("rank", "rank"), ("label", "group"), ("nb_params", "params"), ("n", "n"), ("n_failed", "failed"),
-    ("n_diverged", "diverged"), ("n_unfinished", "pending"), ("mean", "mean"), ("ci_low", "ci_low"),
-    ("ci_high", "ci_high"), ("median", "median"), ("iqm", "iqm"), ("std", "std"),
+    ("n_diverged", "diverged"), ("n_missing", "missing"), ("n_unfinished", "pending"),
+    ("failure_rate", "fail_rate"), ("center", "{center}"), ("ci_low", "ci_low"), ("ci_high", "ci_high"),
+    ("median", "median"), ("iqm", "iqm"), ("std", "std"),
 )
 PAIR_TABLE = (
-    ("label", "group"), ("versus", "vs best"), ("diff", "diff"), ("diff_ci_low", "ci_low"),
-    ("diff_ci_high", "ci_high"), ("welch_p_holm", "welch_p*"), ("mwu_p_holm", "mwu_p*"), ("hedges_g", "g"),
-    ("p_better", "P(beats best)"), ("p_better_ci_low", "ci_low"), ("p_better_ci_high", "ci_high"),
-    ("replicates_needed", "n_needed"),
+    ("family", "family"), ("label", "group"), ("versus", "vs"), ("effect", "{effect}"),
+    ("effect_ci_low", "ci_low"), ("effect_ci_high", "ci_high"), ("welch_p_holm", "welch_p*"),
+    ("mwu_p_holm", "mwu_p*"), ("hedges_g", "g"), ("superiority", "pairs won"), ("superiority_ci_low", "ci_low"),
+    ("superiority_ci_high", "ci_high"), ("needed", "n_needed~"), ("fisher_p", "fisher_p"),
 )
 ROPE_TABLE = (("p_rope_better", "P(rope better)"), ("p_rope_equal", "P(rope equal)"), ("p_rope_worse", "P(rope worse)"))
+HEADERS = {"log": {"center": "gmean", "effect": "ratio"}, "linear": {"center": "mean", "effect": "diff"}}
+TEXT_COLUMNS = ("label", "versus", "family", "needed")
+
+
+def _headers(columns, scale):
+    return tuple((name, header.format(**HEADERS[scale])) for name, header in columns)
+
+
+def _needed(row):
+    """The replicates-needed range as printed: '6-40', '6+' (no upper bound), '' (unknown)."""
+    low, high = row["replicates_needed_low"], row["replicates_needed_high"]
+    if low is None:
+        return ""
+    return f"{low}+" if high is None else f"{low}" if low == high else f"{low}-{high}"
 
 
 def aligned_table(rows, columns):
@@ -56,7 +76,7 @@ def aligned_table(rows, columns):
     cells = [[header for _, header in columns]]
     cells += [[_format(row.get(name)) for name, _ in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    texts = {i for i, (name, _) in enumerate(columns) if name in ("label", "versus")}
+    texts = {i for i, (name, _) in enumerate(columns) if name in TEXT_COLUMNS}
     lines = []
     for line in cells:
         lines.append(
@@ -71,6 +91,12 @@ def markdown_table(rows, columns):
     return "\n".join(lines)
 
 
+SCALE_WORDS = {
+    "log": "compared on the log scale: geometric means, ratios",
+    "linear": "compared on the linear scale: means, differences",
+}
+
+
 def report(comparisons, ranks, table=aligned_table):
     """The comparison as text (table=aligned_table) or Markdown (table=markdown_table)."""
     markdown = table is markdown_table
@@ -79,26 +105,46 @@ def report(comparisons, ranks, table=aligned_table):
     parts = []
     for comparison in comparisons:
         direction = "higher" if comparison.higher else "lower"
-        title = f"{comparison.dataset_key}: {comparison.value} ({direction} is better)"
+        title = f"{comparison.dataset_key}: {comparison.value} ({direction} is better; {SCALE_WORDS[comparison.scale]})"
         parts.append(f"## {title}" if markdown else f"== {title} ==")
         parts.append(f"**Verdict:** {comparison.verdict}" if markdown else f"verdict: {comparison.verdict}")
-        parts.append(table(group_rows([comparison]), GROUP_TABLE))
-        if comparison.comparisons:
-            parts.append(table(comparison.comparisons, pair_columns))
+        parts.append(table(group_rows([comparison]), _headers(GROUP_TABLE, comparison.scale)))
+        families = {}
+        for row in comparison.comparisons:
+            families.setdefault(row["family"], []).append({**row, "needed": _needed(row)})
+        for rows in families.values():
+            parts.append(table(rows, _headers(pair_columns, comparison.scale)))
     if ranks is not None:
         parts.append("## Across dataset keys" if markdown else "== across dataset keys ==")
         rank_rows = [{"label": label, "rank": rank} for label, rank in zip(ranks.labels, ranks.average)]
         parts.append(table(rank_rows, (("label", "group"), ("rank", "average rank"))))
         friedman = "n/a (fewer than 3 groups)" if ranks.friedman_p is None else f"{ranks.friedman_p:.3g}"
+        diagram = (f"drawn in {diagram_name(comparisons[0].value)}" if ranks.drawable
+                   else f"no critical-difference diagram: {ranks.why_no_diagram}")
         parts.append(
             f"{ranks.n_datasets} dataset keys; Friedman p = {friedman}; Nemenyi critical difference at 95% = "
-            f"{ranks.critical_difference:.3g} (groups whose average ranks differ by less are not told apart)"
+            f"{ranks.critical_difference:.3g} (groups whose average ranks differ by less are not told apart); "
+            f"{diagram}"
         )
-    parts.append(
-        "p-values marked * are Holm-corrected over the groups compared with the best; "
-        f"intervals are {CONFIDENCE:.0%} bootstrap intervals."
-    )
+    parts.append(footnote(comparisons, ranks))
     return "\n\n".join(parts) + "\n"
+
+
+def footnote(comparisons, ranks):
+    """What the tables' marks mean, in one paragraph (the report's first page leaves it out)."""
+    ci = f"{CONFIDENCE:.0%}"
+    text = (
+        f"p-values marked * are Holm-corrected over every pair of groups of their family ({ARCHITECTURES}: "
+        "the best group of each model key; variants of a model key: its groups); "
+        f"intervals are {ci} Student t intervals of the center, Welch t intervals of the difference or ratio "
+        "(on the log scale, of the logarithms); pairs won: the share of replicate pairs in which the group "
+        f"beats the one it is compared with, ties half, with Newcombe's {ci} interval; n_needed~: replicates per "
+        "group a t-test would need at 80% power, from the ends of the effect's interval (a rough guide; + when "
+        "unbounded); fisher_p: Fisher's exact test of the failure rates."
+    )
+    if ranks is None:
+        text += " No critical-difference diagram: it needs at least 2 dataset keys sharing at least 2 groups."
+    return text
 
 
 def output_names(value):
@@ -107,42 +153,55 @@ def output_names(value):
         "comparison": f"comparison{suffix}.csv",
         "groups": f"groups{suffix}.csv",
         "markdown": f"comparison{suffix}.md",
-        "diagram": f"critical_difference{suffix}.png",
         "values": f"values{suffix}.png",
         "curves": f"curves{suffix}.png",
     }
 
 
-CURVE_COLUMNS = ("dataset_key", "label", "epoch", "n", "mean", "ci_low", "ci_high")
+CURVE_COLUMNS = ("dataset_key", "label", "epoch", "n", "scale", "center", "ci_low", "ci_high")
+
+
+def diagram_name(value):
+    """The critical-difference diagram's file: written only where a difference could be shown (Ranks)."""
+    return "critical_difference.png" if value == "test_loss" else f"critical_difference_{value}.png"
 
 
 def loss_curves(db_path, comparisons, loss="test_loss"):
-    """{dataset_key: {label: [row of CURVE_COLUMNS per epoch]}}: per group, the mean `loss` of its
-    replicates at each epoch with a 95% Student t interval of the mean."""
+    """{dataset_key: {label: [row of CURVE_COLUMNS per epoch]}}: per group, the center of `loss` over its
+    replicates at each epoch with its 95% t interval (stats.mean_interval), on the comparison's scale when
+    it compares this loss, else on stats.default_scale of every value drawn (log when all are positive)."""
     if loss not in LOSS_VALUES:
         raise MosaicError(f"unknown loss '{loss}': expected one of {', '.join(LOSS_VALUES)}")
-    curves = {}
+    values = {}
     with closing(open_db(db_path)) as db:
         for comparison in comparisons:
-            by_label = curves.setdefault(comparison.dataset_key, {})
             for group, _ in comparison.groups:
-                rows = _curve_rows(db, group, loss)
-                if rows:
-                    by_label[group.label] = rows
+                values[comparison.dataset_key, group.label] = _per_epoch(db, group, loss)
+    same = [c.scale for c in comparisons if c.value == loss]
+    every = [y for per_epoch in values.values() for ys in per_epoch.values() for y in ys]
+    scale = same[0] if same else default_scale(every)
+    if scale == "log" and any(y <= 0 for y in every):
+        scale = "linear"
+    curves = {}
+    for (dataset_key, label), per_epoch in values.items():
+        by_label = curves.setdefault(dataset_key, {})
+        if per_epoch:
+            with quiet():
+                by_label[label] = [
+                    dict(zip(CURVE_COLUMNS, (dataset_key, label, epoch, len(ys), scale, *mean_interval(ys, scale))))
+                    for epoch, ys in sorted(per_epoch.items())
+                ]
     return curves
 
 
-def _curve_rows(db, group, loss):
-    """One group's rows of CURVE_COLUMNS: the mean `loss` of its replicates per epoch, with its interval."""
+def _per_epoch(db, group, loss):
+    """{epoch: [`loss` of each replicate of the group]}, the finite values only."""
     per_epoch = defaultdict(list)
     for run_id in group.run_ids:
         for epoch, y in db.execute(f"SELECT epoch, {loss} FROM losses WHERE run_id = ?", (run_id,)):
-            if y is not None:
+            if y is not None and math.isfinite(y):
                 per_epoch[epoch].append(y)
-    return [
-        dict(zip(CURVE_COLUMNS, (group.dataset_key, group.label, epoch, len(ys), *mean_t_interval(ys))))
-        for epoch, ys in sorted(per_epoch.items())
-    ]
+    return per_epoch
 
 
 def value_rows(comparisons):
@@ -156,15 +215,18 @@ def value_rows(comparisons):
 
 
 def write_outputs(db_path, out_dir, comparisons, ranks, value):
-    """In `out_dir`: comparison.csv, groups.csv, comparison.md, critical_difference.png, values.png (a box
-    plot of the value per group) and curves.png (the mean loss curve per group), each PNG with a CSV of
-    the numbers drawn; returns their paths."""
+    """In `out_dir`: comparison.csv, groups.csv, comparison.md, values.png (a box plot of the value per
+    group) and curves.png (the loss curve per group), each PNG with a CSV of the numbers drawn, and
+    critical_difference.png where the ranks can show a difference (else no such file: the report says
+    why); returns their paths."""
     paths = _output_paths(out_dir, value)
+    diagram = os.path.join(out_dir, diagram_name(value))
+    if render_critical_difference(ranks, diagram, value):
+        paths["diagram"] = diagram
     write_rows_csv(paths["comparison"], comparison_rows(comparisons), COMPARISON_COLUMNS)
     write_rows_csv(paths["groups"], group_rows(comparisons), GROUP_COLUMNS)
     markdown = f"# Which architecture wins on {value}\n\n" + report(comparisons, ranks, markdown_table)
     write_atomic(paths["markdown"], markdown)
-    render_critical_difference(ranks, paths["diagram"], value)
     save(draw_values(comparisons, value), paths["values"])
     write_rows_csv(csv_beside(paths["values"]), value_rows(comparisons), ("dataset_key", "label", "value"))
     loss = value if value in LOSS_VALUES else "test_loss"
@@ -188,14 +250,15 @@ def write_placeholders(out_dir, value, message):
     write_rows_csv(paths["groups"], [], GROUP_COLUMNS)
     with open(paths["markdown"], "w") as out:
         out.write(f"# Which architecture wins on {value}\n\n{message}\n")
-    for name in ("diagram", "values", "curves"):
+    for name in ("values", "curves"):
         save(draw_message(message), paths[name])
+    render_critical_difference(None, os.path.join(out_dir, diagram_name(value)), value)  # a stale one goes
     return paths
 
 
-def run_compare(db_path, out_dir, value="test_loss", higher=None, rope=None):
+def run_compare(db_path, out_dir, value="test_loss", higher=None, rope=None, scale="auto", solved_below=None):
     """The whole step: compute, store in the database, write the files; returns the text report."""
-    comparisons, ranks = compare(db_path, value, higher, rope)
+    comparisons, ranks = compare(db_path, value, higher, rope, scale, solved_below)
     store(db_path, comparisons)
     write_outputs(db_path, out_dir, comparisons, ranks, value)
     return report(comparisons, ranks)

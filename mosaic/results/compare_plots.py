@@ -2,6 +2,8 @@
 per group and the mean loss curves with their bands. Each draw_* returns a Figure and accepts the axes to
 draw on; render_* write a file."""
 
+import os
+
 from mosaic.results.figures import draw_message, figure, panels, save, use_log_scale
 
 
@@ -53,13 +55,14 @@ def draw_critical_difference(ranks, value, ax=None):
 
 
 def render_critical_difference(ranks, out_path, value):
-    """The critical-difference diagram in `out_path`, or a page saying why there is none."""
-    if ranks is None:
-        fig = draw_message(f"no critical-difference diagram for {value}: it needs at least 2 dataset keys "
-                           "sharing at least 2 groups")
-    else:
-        fig = draw_critical_difference(ranks, value)
-    save(fig, out_path)
+    """The critical-difference diagram in `out_path` when the ranks can show a difference (Ranks.drawable):
+    True; else no file (a stale one is removed: the report says why there is none) and False."""
+    if ranks is None or not ranks.drawable:
+        if os.path.exists(out_path):
+            os.remove(out_path)
+        return False
+    save(draw_critical_difference(ranks, value), out_path)
+    return True
 
 
 def draw_values(comparisons, value, axes=None):
@@ -98,9 +101,16 @@ def draw_values(comparisons, value, axes=None):
     return fig
 
 
+BAND_TITLES = {
+    "log": "line: geometric mean; band: 95% CI (t on the logs)",
+    "linear": "line: mean; band: 95% CI of the mean (t)",
+}
+
+
 def draw_curves(curves, loss="test_loss", axes=None):
-    """Per dataset key, the mean `loss` of each group over the epochs with its 95% confidence band
-    (`curves`: mosaic.results.compare_outputs.loss_curves). Returns the Figure."""
+    """Per dataset key, the center of `loss` of each group over the epochs (the mean, or the geometric mean
+    on the log scale) with its 95% t band (`curves`: mosaic.results.compare_outputs.loss_curves). Returns
+    the Figure."""
     if not curves:
         return draw_message("no loss curves")
     if axes is None:
@@ -109,7 +119,7 @@ def draw_curves(curves, loss="test_loss", axes=None):
         all_values = []
         for label, rows in by_label.items():
             epochs = [row["epoch"] for row in rows]
-            means = [row["mean"] for row in rows]
+            means = [row["center"] for row in rows]
             line = ax.plot(epochs, means, label=f"{label} (n = {max(row['n'] for row in rows)})")[0]
             banded = [row for row in rows if row["ci_low"] is not None]
             low = [row["ci_low"] for row in banded]
@@ -120,9 +130,10 @@ def draw_curves(curves, loss="test_loss", axes=None):
             ax.set_yscale("log")
         ax.set_title(str(dataset_key))
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"mean {loss}")
+        scale = next((rows[0]["scale"] for rows in by_label.values()), "linear")
+        ax.set_ylabel(f"{'geometric mean' if scale == 'log' else 'mean'} {loss}")
         if by_label:
-            ax.legend(title="band: 95% CI of the mean (t)", fontsize="x-small", title_fontsize="x-small")
+            ax.legend(title=BAND_TITLES[scale], fontsize="x-small", title_fontsize="x-small")
         else:
             ax.text(0.5, 0.5, "no finished run", ha="center", va="center", transform=ax.transAxes)
     fig = axes[0].figure

@@ -1,6 +1,7 @@
-"""Tests for mosaic.results.compare (mosaic_compare): reading the groups, the verdict and its error rates on
-synthetic groups, the ranks across dataset keys, the command; the statistics are in test_stats.py, the files
-in test_compare_outputs.py."""
+"""Tests for mosaic.results.compare (mosaic_compare): reading the groups, the verdict on synthetic groups,
+the families and their Holm correction, the ranks across dataset keys, the command; the verdict's error
+rates and sentences are in test_verdict.py, the statistics in test_stats.py, the files in
+test_compare_outputs.py."""
 
 import re
 
@@ -24,22 +25,24 @@ def synthetic_groups(seed, shift, n=8):
 
 def test_a_real_difference_is_found():
     result = cmp.compare_dataset(synthetic_groups(1, shift=0.4, n=10), "test_loss")
-    assert result.verdict.startswith("a beats b on test_loss (P(better) = ")
+    assert result.verdict.startswith("a beats b on test_loss: a's test_loss is 1.3× lower than b's (95% CI 1.2-")
     row = result.comparisons[0]
-    assert row["welch_p_holm"] < 0.01 and row["diff_ci_low"] > 0 and row["p_better"] < 0.2
-    # higher is better: the same numbers make b the winner
+    assert row["welch_p_holm"] < 0.01 and row["effect_ci_low"] > 1 and row["superiority"] < 0.2
+    assert row["superiority_ci_high"] > row["superiority"]
+    # higher is better: the same numbers make b the winner, compared as a difference
     flipped = cmp.compare_dataset(synthetic_groups(1, shift=0.4, n=10), "accuracy", higher=True)
-    assert flipped.verdict.startswith("b beats a on accuracy")
+    expected = "b beats a on accuracy: b's accuracy is 0.33 higher than a's (95% CI 0.22 to 0.43"
+    assert flipped.verdict.startswith(expected)
 
 
 def test_no_difference_false_positive_rate_near_alpha():
     seeds = range(300)
-    verdicts = [cmp.compare_dataset(synthetic_groups(s, 0.0), "test_loss", n_resamples=99).verdict for s in seeds]
+    verdicts = [cmp.compare_dataset(synthetic_groups(s, 0.0), "test_loss").verdict for s in seeds]
     wins = sum(" beats " in verdict for verdict in verdicts)
     assert 0.015 <= wins / len(verdicts) <= 0.09
     quiet = next(v for v in verdicts if " beats " not in v)
     assert "no significant difference between" in quiet and "at n = 8" in quiet
-    assert "replicates per group would be needed" in quiet or "too small for any practical number" in quiet
+    assert "replicates per group would separate them" in quiet or "replicates per group might separate" in quiet
 
 
 def test_verdict_when_both_solve_the_task():
@@ -48,10 +51,43 @@ def test_verdict_when_both_solve_the_task():
         cmp.Group("or", "funnel", values=[4e-11, 5e-11, 4.5e-11, 6e-11], first_epoch=[0.19, 0.2, 0.2, 0.19]),
     ]
     verdict = cmp.compare_dataset(groups, "test_loss").verdict
-    assert verdict.startswith("brick beats funnel on test_loss")
-    assert "both solve the task" in verdict and "tiny in absolute terms" in verdict
-    with_rope = cmp.compare_dataset(groups, "test_loss", rope=1e-6).verdict
-    assert "P(practically equal) = 1.00" in with_rope and "solve" not in with_rope
+    assert verdict.startswith("brick beats funnel on test_loss: brick's test_loss is 3.5× lower")
+    assert "both solve the task" in verdict and "tiny" not in verdict  # 3.5× is no tiny gap
+    with_rope = cmp.compare_dataset(groups, "test_loss", rope=10.0).verdict  # equal: a ratio within 11×
+    assert "P(practically equal) > 0.99" in with_rope and "solve" not in with_rope
+
+
+def test_the_families_and_their_holm_correction():
+    """The best group of each model key against the best one; each width against its key's best; Holm over
+    every pair of groups of a family (2 keys × 3 widths: 1 pair, then 3 pairs per key)."""
+    rng = np.random.default_rng(5)
+    groups = [
+        cmp.Group("d", model, f"width={w}", values=list(rng.normal(1.0 + shift + 0.05 * w, 0.1, 4)))
+        for model, shift in (("funnel", 0.5), ("brick", 0.0))
+        for w in (2, 3, 4)
+    ]
+    result = cmp.compare_dataset(groups, "test_loss")
+    families = [(row["family"], row["label"], row["versus"]) for row in result.comparisons]
+    assert families == [
+        ("architectures", "funnel width=2", "brick width=2"),
+        ("variants of brick", "brick width=3", "brick width=2"),
+        ("variants of brick", "brick width=4", "brick width=2"),
+        ("variants of funnel", "funnel width=3", "funnel width=2"),
+        ("variants of funnel", "funnel width=4", "funnel width=2"),
+    ]
+    (architectures, *_) = result.comparisons
+    assert architectures["welch_p_holm"] == architectures["welch_p"]  # a family of one pair
+    by_label = {group.label: group for group in groups}
+    brick = [by_label[f"brick width={w}"].values for w in (2, 3, 4)]
+    p = [stats.ttest_ind(np.log(a), np.log(b), equal_var=False).pvalue for a, b in
+         ((brick[1], brick[0]), (brick[2], brick[0]), (brick[1], brick[2]))]
+    holm = [min(1.0, 3 * min(p)), min(1.0, max(3 * min(p), 2 * sorted(p)[1]))]
+    expected = [holm[0] if p[i] == min(p) else holm[1] if p[i] == sorted(p)[1] else None for i in (0, 1)]
+    found = [row["welch_p_holm"] for row in result.comparisons[1:3]]
+    for value, want in zip(found, expected):
+        if want is not None:
+            assert value == pytest.approx(want)
+    assert all(row["welch_p_holm"] >= row["welch_p"] for row in result.comparisons)
 
 
 def test_load_groups_counts_failed_diverged_and_pending(db_path):
@@ -60,6 +96,7 @@ def test_load_groups_counts_failed_diverged_and_pending(db_path):
     first = {g.label: g for g in groups["data_dataset_OR"]}["net_funnel width=2"]
     # runs 1-4: run 1 failed, run 2 never ran, run 3 diverged, run 4 done
     assert (first.n_failed, first.n_unfinished, first.n_diverged, len(first.values)) == (1, 1, 1, 1)
+    assert (first.n_missing, first.n_ended, first.n_bad, first.failure_rate) == (0, 3, 2, 2 / 3)
     assert first.nb_params == {21}
     assert len(first.first_epoch) == 1
     assert sorted(g.label for g in groups["data_dataset_AND"]) == sorted(
@@ -79,21 +116,57 @@ def test_the_model_size_and_the_metaplot_spelling_are_not_compared(db_path, valu
     assert sum(len(group.values) for group in durations) == 21  # 24 runs: 1 failed, 1 pending, 1 diverged
 
 
+def test_a_missing_value_is_counted_apart_from_a_diverged_run(db_path):
+    import sqlite3
+
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE runs SET test_loss = NULL WHERE run_id = 4")
+    first = {g.label: g for g in cmp.load_groups(db_path)["data_dataset_OR"]}["net_funnel width=2"]
+    assert (first.n_failed, first.n_diverged, first.n_missing, first.n_unfinished, len(first.values)) == (1, 1, 1, 1, 0)
+    assert first.failure_rate == 2 / 3  # a missing value is no failure of the architecture
+
+
 def test_rank_across_dataset_keys(db_path):
-    comparisons, ranks = cmp.compare(db_path, n_resamples=99)
+    comparisons, ranks = cmp.compare(db_path)
     assert ranks.labels[0] == "net_brick width=4" and ranks.average[0] == 1.0
     assert ranks.labels[-1] == "net_funnel width=2" and ranks.average[-1] == 6.0
     # Nemenyi: q(0.95, k=6, inf) / sqrt 2 = 2.850 (Demšar 2006, table 5a)
     assert ranks.critical_difference == pytest.approx(2.850 * (6 * 7 / (6 * 2)) ** 0.5, rel=1e-3)
-    table = np.array([[g_d[1]["mean"] for g_d in sorted(c.groups, key=lambda x: x[0].label)] for c in comparisons])
+    table = np.array([[g_d[1]["center"] for g_d in sorted(c.groups, key=lambda x: x[0].label)] for c in comparisons])
     assert ranks.friedman_p == pytest.approx(stats.friedmanchisquare(*table.T).pvalue)
     assert cmp.rank_across(comparisons[:1]) is None
+    # 2 dataset keys, 6 groups: the critical difference (5.33) exceeds the largest rank gap (5)
+    assert not ranks.drawable
+    assert ranks.why_no_diagram.startswith("with 2 dataset keys and 6 groups the critical difference (5.33) is larger")
+
+
+def ranked(n_datasets, k, spread):
+    """Comparisons of k groups over n dataset keys: group i's values near i × spread (+ noise)."""
+    rng = np.random.default_rng(n_datasets)
+    comparisons = []
+    for d in range(n_datasets):
+        groups = [cmp.Group(f"d{d}", f"m{i}", values=list(1 + i * spread + rng.normal(0, 0.3, 3))) for i in range(k)]
+        comparisons.append(cmp.compare_dataset(groups, "test_loss", scale="linear"))
+    return cmp.rank_across(comparisons)
+
+
+def test_the_critical_difference_diagram_needs_a_detectable_difference():
+    assert ranked(12, 4, spread=1.0).drawable  # Friedman significant, CD 1.35 < 3
+    flat = ranked(12, 4, spread=0.0)
+    assert flat.friedman_p >= 0.05 and flat.why_no_diagram.startswith("Friedman's test finds no difference")
+    assert ranked(2, 2, spread=1.0).why_no_diagram.startswith("with 2 dataset keys and 2 groups the critical")
 
 
 def test_compare_command(db_path, tmp_path, capsys):
     assert mosaic_compare([db_path, "--out", str(tmp_path / "o"), "--rope", "0.05"]) == 0
+    printed = capsys.readouterr()
+    assert "P(practically equal)" in printed.out and "P(rope equal)" in printed.out
+    assert printed.err == ""  # no library warning above the tables
+    assert "compared on the log scale: geometric means, ratios" in printed.out
+    assert mosaic_compare([db_path, "--out", str(tmp_path / "o"), "--scale", "linear", "--solved-below", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "P(practically equal)" in printed and "P(rope equal)" in printed
+    assert "compared on the linear scale: means, differences" in printed and "| ratio |" not in printed
+    assert "by the rule 'test_loss below 1 (--solved-below)', net_brick width=4 and net_funnel width=4 both" in printed
     assert mosaic_compare([db_path, "--value", "loss"]) == 2
     assert "unknown value 'loss'" in capsys.readouterr().err
     assert mosaic_compare([str(tmp_path / "none.db")]) == 2
@@ -102,7 +175,7 @@ def test_compare_command(db_path, tmp_path, capsys):
 def test_verdict_names_the_runs_left_out():
     groups = synthetic_groups(1, shift=0.4, n=10)
     groups[1].n_diverged, groups[1].n_failed = 2, 1
-    verdict = cmp.compare_dataset(groups, "test_loss", n_resamples=99).verdict
+    verdict = cmp.compare_dataset(groups, "test_loss").verdict
     assert verdict.endswith("(runs left out: b: 1 failed, 2 diverged)")
 
 
@@ -110,7 +183,9 @@ def test_single_group_and_single_replicate_verdicts():
     only = cmp.compare_dataset([cmp.Group("d", "a", values=[1.0, 2.0])], "test_loss")
     assert only.verdict == "only a has finished replicates: nothing to compare"
     few = cmp.compare_dataset([cmp.Group("d", "a", values=[1.0]), cmp.Group("d", "b", values=[2.0, 3.0])], "test_loss")
-    assert "nothing can be tested" in few.verdict
+    assert few.verdict == "a has a single replicate: it cannot be tested against b"
+    ones = cmp.compare_dataset([cmp.Group("d", "a", values=[1.0]), cmp.Group("d", "b", values=[2.0])], "test_loss")
+    assert "nothing can be tested" in ones.verdict
     none = cmp.compare_dataset([cmp.Group("d", "a", n_failed=2), cmp.Group("d", "b", n_diverged=1)], "test_loss")
     assert none.verdict.startswith("no finished replicate")
 

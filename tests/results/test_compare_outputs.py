@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from mosaic.results import compare_outputs as outputs
-from mosaic.results.compare import GROUP_COLUMNS, Ranks, compare
+from mosaic.results.compare import COMPARISON_COLUMNS, GROUP_COLUMNS, Ranks, compare
 
 
 def test_run_compare_stores_tables_and_files(db_path, tmp_path):
@@ -18,24 +18,36 @@ def test_run_compare_stores_tables_and_files(db_path, tmp_path):
     out = tmp_path / "plots"
     text = outputs.run_compare(db_path, str(out))
     assert os.stat(db_path).st_mtime_ns == before  # Snakemake must not take the database for new
-    assert "verdict: no significant difference between net_brick width=4 and net_funnel width=4" in text
+    assert "verdict: no significant difference between net_brick width=4 and net_funnel width=4 on test_loss" in text
     with sqlite3.connect(db_path) as db:
-        groups = db.execute("SELECT label, n, n_failed, n_diverged, n_unfinished, rank FROM groups "
+        groups = db.execute("SELECT label, n, n_failed, n_diverged, n_unfinished, rank, failure_rate FROM groups "
                             "WHERE dataset_key = 'data_dataset_OR' ORDER BY rank").fetchall()
-        pairs = db.execute("SELECT label, versus, welch_p, welch_p_holm FROM comparisons").fetchall()
+        pairs = db.execute("SELECT family, label, versus, welch_p, welch_p_holm FROM comparisons "
+                           "WHERE dataset_key = 'data_dataset_OR'").fetchall()
         verdicts = db.execute("SELECT dataset_key, verdict FROM verdicts").fetchall()
-    assert groups[0][0] == "net_brick width=4" and groups[-1] == ("net_funnel width=2", 1, 1, 1, 1, 6)
-    assert len(pairs) == 10 and all(versus == "net_brick width=4" for _, versus, *_ in pairs)
+    assert groups[0][0] == "net_brick width=4" and groups[-1] == ("net_funnel width=2", 1, 1, 1, 1, 6, 2 / 3)
+    assert [(family, label, versus) for family, label, versus, *_ in pairs] == [
+        ("architectures", "net_funnel width=4", "net_brick width=4"),
+        ("variants of net_brick", "net_brick width=3", "net_brick width=4"),
+        ("variants of net_brick", "net_brick width=2", "net_brick width=4"),
+        ("variants of net_funnel", "net_funnel width=3", "net_funnel width=4"),
+        ("variants of net_funnel", "net_funnel width=2", "net_funnel width=4"),
+    ]
     assert all(holm >= p for *_, p, holm in pairs if p is not None)
     assert len(verdicts) == 2
     with open(out / "groups.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 12 and list(rows[0]) == GROUP_COLUMNS
+    assert len(rows) == 12 and list(rows[0]) == GROUP_COLUMNS and rows[0]["scale"] == "log"
     with open(out / "comparison.csv") as handle:
-        assert len(list(csv.DictReader(handle))) == 10
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 10 and list(rows[0]) == COMPARISON_COLUMNS
     markdown = (out / "comparison.md").read_text()
     assert "**Verdict:**" in markdown and "| rank | group |" in markdown
-    assert (out / "critical_difference.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| family | group | vs | ratio | ci_low | ci_high |" in markdown and "| pairs won |" in markdown
+    assert "P(beats best)" not in markdown and "bootstrap" not in markdown
+    # 2 dataset keys and 6 groups: no difference of ranks could be detected, so no diagram, and the reason
+    assert not (out / "critical_difference.png").exists()
+    assert "no critical-difference diagram: with 2 dataset keys and 6 groups the critical difference" in text
     outputs.run_compare(db_path, str(out))  # again: the rows are replaced, not added
     with sqlite3.connect(db_path) as db:
         assert db.execute("SELECT COUNT(*) FROM groups").fetchone() == (12,)
@@ -50,8 +62,13 @@ def test_critical_difference_plot_leaves_the_backend_alone(tmp_path):
     ranks = Ranks(["a", "b", "c"], [1.2, 2.0, 2.8], 5, 0.04, 1.48)
     fig = draw_critical_difference(ranks, "test_loss")
     assert fig.axes and matplotlib.get_backend() == backend
-    render_critical_difference(None, str(tmp_path / "cd.png"), "test_loss")
-    assert matplotlib.get_backend() == backend
+    assert render_critical_difference(ranks, str(tmp_path / "cd.png"), "test_loss")
+    assert (tmp_path / "cd.png").read_bytes()[:4] == b"\x89PNG" and matplotlib.get_backend() == backend
+    assert not render_critical_difference(None, str(tmp_path / "cd.png"), "test_loss")
+    assert not (tmp_path / "cd.png").exists()  # a diagram that no longer holds is removed, none drawn
+    hopeless = Ranks(["a", "b", "c"], [1.2, 2.0, 2.8], 2, 0.3, 2.3, "Friedman's test finds no difference")
+    assert not render_critical_difference(hopeless, str(tmp_path / "cd.png"), "test_loss")
+    assert not (tmp_path / "cd.png").exists()
     assert _cliques([1.0, 1.5, 2.2, 4.0], 1.3) == [(0, 2)]
 
 
@@ -60,7 +77,7 @@ def test_values_and_curves_plots_draw_their_csv(db_path, tmp_path):
 
     out = tmp_path / "o"
     outputs.run_compare(db_path, str(out))
-    comparisons, _ = compare(db_path, n_resamples=99)
+    comparisons, _ = compare(db_path)
     with open(out / "values.csv") as handle:
         values = list(csv.DictReader(handle))
     fig = draw_values(comparisons, "test_loss")
@@ -76,13 +93,20 @@ def test_values_and_curves_plots_draw_their_csv(db_path, tmp_path):
             label = line.get_label().rsplit(" (n = ", 1)[0]
             rows = [r for r in curves if r["dataset_key"] == dataset_key and r["label"] == label]
             assert [int(r["epoch"]) for r in rows] == list(line.get_xdata())
-            assert [float(r["mean"]) for r in rows] == pytest.approx(list(line.get_ydata()), rel=1e-12)
-    # by hand: the mean curve of a group is the mean of its replicates' curves, the band a t interval
+            assert [float(r["center"]) for r in rows] == pytest.approx(list(line.get_ydata()), rel=1e-12)
+    # by hand: the curve of a group is the geometric mean of its replicates' losses (the comparison is on
+    # the log scale), the band the t interval of their logarithms: the numbers of the groups table
     brick = [r for r in curves if r["dataset_key"] == "data_dataset_OR" and r["label"] == "net_brick width=4"]
-    finals = [0.1 / 4 + 0.01 * r for r in range(4)]
-    assert float(brick[-1]["mean"]) == pytest.approx(np.mean(finals))
-    half = stats.t.ppf(0.975, 3) * np.std(finals, ddof=1) / 2
-    assert float(brick[-1]["ci_high"]) == pytest.approx(np.mean(finals) + half)
+    logs = np.log([0.1 / 4 + 0.01 * r for r in range(4)])
+    assert brick[-1]["scale"] == "log" and float(brick[-1]["center"]) == pytest.approx(np.exp(logs.mean()))
+    half = stats.t.ppf(0.975, 3) * np.std(logs, ddof=1) / 2
+    assert float(brick[-1]["ci_high"]) == pytest.approx(np.exp(logs.mean() + half))
+    with open(out / "groups.csv") as handle:
+        table = {(r["dataset_key"], r["label"]): r for r in csv.DictReader(handle)}
+    assert float(table["data_dataset_OR", "net_brick width=4"]["ci_high"]) == pytest.approx(float(brick[-1]["ci_high"]))
+    on_linear, _ = compare(db_path, scale="linear")
+    linear = outputs.loss_curves(db_path, on_linear)["data_dataset_OR"]["net_brick width=4"]
+    assert linear[-1]["scale"] == "linear" and linear[-1]["center"] == pytest.approx(np.mean(np.exp(logs)))
 
 
 def test_nothing_finished_yet_still_writes_every_file(db_path, tmp_path):
@@ -94,3 +118,4 @@ def test_nothing_finished_yet_still_writes_every_file(db_path, tmp_path):
     assert "verdict: no finished replicate has a test_loss: nothing to compare" in text
     for name in outputs.output_names("test_loss").values():
         assert (out / name).stat().st_size > 0
+    assert not (out / "critical_difference.png").exists()  # no diagram holding only a message

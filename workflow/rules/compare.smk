@@ -1,5 +1,7 @@
 # Which architecture wins, and how sure: statistics over the replicates, after the database (mosaic_compare).
-# The tables go into the database (groups, comparisons, verdicts) and beside the plots.
+# The tables go into the database (groups, comparisons, verdicts) and beside the plots. The
+# critical-difference diagram is no output: it is drawn only where the ranks across dataset keys can show a
+# difference (else comparison.md says why), so its file may or may not exist.
 localrules:
     compare,
 
@@ -11,7 +13,6 @@ rule compare:
         markdown=report(compare_files()["markdown"], caption="../report/compare.rst", category="Verdicts"),
         comparison=report(compare_files()["comparison"], caption="../report/compare.rst", category="Verdicts"),
         groups=report(compare_files()["groups"], caption="../report/compare.rst", category="Verdicts"),
-        diagram=report(compare_files()["diagram"], caption="../report/compare.rst", category="Verdicts"),
         values=report(compare_files()["values"], caption="../report/compare.rst", category="Verdicts"),
         curves=report(compare_files()["curves"], caption="../report/compare.rst", category="Verdicts"),
     log:

@@ -1,0 +1,125 @@
+"""The replicates mosaic_compare compares, read from the database: per dataset key, one Group per model key
+(and per variant, e.g. width=2, when a model key has several), with its finished values and the runs that
+gave none, counted by why: failed (an error), diverged (NaN or inf, or stopped as diverged), missing (done,
+no value recorded) and pending (not finished yet)."""
+
+import math
+from collections import defaultdict
+from contextlib import closing
+from dataclasses import dataclass, field
+
+from mosaic.errors import MosaicError
+from mosaic.results.database import data_types_by_run, open_db
+from mosaic.results.selection import PROCESS_TYPE
+from mosaic.results.values import COMPARED_COLUMNS, LOSS_VALUES, value_source
+
+
+@dataclass
+class Group:
+    """The replicates of one model key (and variant) on one dataset key."""
+
+    dataset_key: str
+    model_key: str
+    variant: str = ""  # 'width=2' when the model key has several variants, else ''
+    values: list = field(default_factory=list)  # finite values of the runs done and not diverged
+    run_ids: list = field(default_factory=list)  # those runs
+    first_epoch: list = field(default_factory=list)  # their loss after epoch 1 (loss values only)
+    nb_params: set = field(default_factory=set)
+    n_failed: int = 0  # the run raised an error
+    n_diverged: int = 0  # NaN or infinite value, or the run stopped as diverged
+    n_unfinished: int = 0  # pending or running
+    n_missing: int = 0  # done, not diverged, but no value recorded
+
+    @property
+    def label(self):
+        return f"{self.model_key} {self.variant}" if self.variant else self.model_key
+
+    @property
+    def n_ended(self):
+        """The runs that ended: with a value, failed, diverged or without a value (pending ones excluded)."""
+        return len(self.values) + self.n_failed + self.n_diverged + self.n_missing
+
+    @property
+    def n_bad(self):
+        """The runs that failed or diverged: a result of the architecture, compared between groups."""
+        return self.n_failed + self.n_diverged
+
+    @property
+    def failure_rate(self):
+        return self.n_bad / self.n_ended if self.n_ended else None
+
+
+def _model_variants(db):
+    """{run_id: {'type.name': value}} of the parameters of each run's model modules."""
+    data_types = data_types_by_run(db)
+    params = defaultdict(dict)
+    for run_id, module_type, name, value in db.execute(
+        "SELECT run_id, module_type, name, value FROM params WHERE module_type != ?"
+        " AND name NOT IN ('section', 'class', 'key') ORDER BY rowid",
+        (PROCESS_TYPE,),
+    ):
+        if module_type not in data_types.get(run_id, ()):
+            params[run_id][f"{module_type}.{name}"] = value
+    return params
+
+
+def _variant_labels(run_params):
+    """{run_id: 'width=2'}: the parameters that differ between the runs of one model key."""
+    names = sorted({name for params in run_params.values() for name in params})
+    varying = [name for name in names if len({repr(params.get(name)) for params in run_params.values()}) > 1]
+    short = {name: name.partition(".")[2] for name in varying}
+    if len(set(short.values())) < len(varying):  # the same name in two modules: keep the module type
+        short = {name: name for name in varying}
+    return {
+        run_id: ",".join(f"{short[name]}={params.get(name)}" for name in varying)
+        for run_id, params in run_params.items()
+    }
+
+
+def load_groups(db_path, value="test_loss"):
+    """{dataset_key: [Group, ...]} of every run of the database, the runs without a value counted by why."""
+    with closing(open_db(db_path)) as db:
+        column, join, args = value_source(db, value, COMPARED_COLUMNS)
+        runs = db.execute(
+            f"SELECT runs.run_id, dataset_key, model_key, status, diverged, nb_params, {column} FROM runs {join}"
+            " ORDER BY runs.run_id",
+            args,
+        ).fetchall()
+        variants = _model_variants(db)
+        first = {}
+        if value in LOSS_VALUES:
+            first = dict(db.execute(f"SELECT run_id, {value} FROM losses WHERE epoch = 1"))
+    by_model = defaultdict(dict)
+    for run_id, dataset_key, model_key, *_ in runs:
+        by_model[str(dataset_key), str(model_key)][run_id] = variants.get(run_id, {})
+    labels = {}
+    for run_params in by_model.values():
+        labels.update(_variant_labels(run_params))
+    groups = {}
+    for run_id, dataset_key, model_key, status, diverged, nb_params, y in runs:
+        key = (str(dataset_key), str(model_key), labels[run_id])
+        group = groups.setdefault(key, Group(*key))
+        if status != "done":
+            if status == "error":
+                group.n_failed += 1
+            else:
+                group.n_unfinished += 1
+            continue
+        if nb_params is not None:
+            group.nb_params.add(nb_params)
+        if diverged or (y is not None and not math.isfinite(y)):
+            group.n_diverged += 1
+            continue
+        if y is None:
+            group.n_missing += 1
+            continue
+        group.values.append(float(y))
+        group.run_ids.append(run_id)
+        if first.get(run_id) is not None:
+            group.first_epoch.append(first[run_id])
+    by_dataset = defaultdict(list)
+    for group in groups.values():
+        by_dataset[group.dataset_key].append(group)
+    if not by_dataset:
+        raise MosaicError(f"{db_path}: no run to compare")
+    return dict(sorted(by_dataset.items()))
