@@ -17,7 +17,7 @@ from mosaic.errors import MosaicError
 from mosaic.results.database import data_types_by_run, open_db
 from mosaic.results.figures import csv_beside, figure, save, use_log_scale, write_rows_csv
 from mosaic.results.stats import default_scale, mean_interval
-from mosaic.results.values import higher_is_better, value_source
+from mosaic.results.values import dataset_keys_named, higher_is_better, value_source
 
 
 class Point(NamedTuple):
@@ -59,7 +59,8 @@ def metaplot_data(db_path, dataset, value):
     """Mean and spread of `value` over replicates, per dataset key, model key and nb_params.
 
     `dataset` selects the finished runs whose dataset key, or the class of one of whose data modules,
-    equals it. Returns {dataset_key: {model_key: [Point, ...]}}, sorted by nb_params; std is the sample
+    equals it, or the one key it is a part of (values.dataset_keys_named). Returns {dataset_key: {model_key:
+    [Point, ...]}}, sorted by nb_params; std is the sample
     standard deviation (n - 1), 0 for a single replicate; center and its 95% interval (ci_low, ci_high; None
     for a single replicate) are those of mosaic_compare's tables, on the scale stats.default_scale gives the
     dataset key's values: positive values where lower is better (losses) get the geometric mean and the
@@ -74,7 +75,8 @@ def metaplot_data(db_path, dataset, value):
             args,
         ).fetchall()
         all_keys = sorted({str(key) for (key,) in db.execute("SELECT DISTINCT dataset_key FROM runs")})
-    selected = [row for row in runs if row[1] == dataset or dataset in classes[row[0]]]
+    keys = dataset_keys_named(dataset, all_keys, ((row[1], classes[row[0]]) for row in runs))
+    selected = [row for row in runs if str(row[1]) in keys]
     if not selected:
         raise MosaicError(
             f"no finished run with dataset '{dataset}'; dataset keys: {', '.join(all_keys) or 'none'}"

@@ -53,3 +53,20 @@ def value_source(db, value, columns=VALUE_COLUMNS):
 
 def higher_is_better(value):
     return value in HIGHER_IS_BETTER
+
+
+def dataset_keys_named(name, keys, run_classes=()):
+    """The dataset keys `name` selects among `keys`: the key itself; else every key whose runs use a data
+    class of that name (`run_classes`: (dataset_key, class names) per run); else the one key that has `name`
+    as a stage of its data chain ('xor_n240' in 'xor_n240 | standardize') or, failing that, inside it.
+    [] when none; MosaicError listing the keys when a part is found in several."""
+    if name in keys:
+        return [name]
+    by_class = sorted({str(key) for key, classes in run_classes if name in classes})
+    if by_class:
+        return by_class
+    stages = [key for key in keys if name in (stage.strip() for stage in str(key).split("|"))]
+    found = stages or [key for key in keys if name in str(key)]
+    if len(found) > 1:
+        raise MosaicError(f"dataset '{name}' is part of several dataset keys: {', '.join(found)}; give one of them")
+    return found
