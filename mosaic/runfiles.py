@@ -38,6 +38,7 @@ CHECKPOINT = "checkpoint.pt"
 LOCK = "running.lock"
 CONTINUE = "continue.json"
 METRICS = "metrics.tsv"
+USER_MODELS_PREFIX = "checkpoint_models_"  # + <epoch>: what models that save themselves saved
 
 # the folder an experiment is launched from keeps its session state in .mosaic/ (mosaic/ops/session.py)
 STATE_DIR = ".mosaic"
@@ -172,7 +173,7 @@ def read_metrics(path):
 
 
 _LEFTOVER = re.compile(r"^(checkpoint\.pt|model\.pt|losses\.tsv|metrics\.tsv|result\.json|error\.txt"
-                       r"|checkpoint_models_\d+)\.(tmp|link)\d+(-[0-9a-f]+)?$")
+                       r"|" + USER_MODELS_PREFIX + r"\d+)\.(tmp|link)\d+(-[0-9a-f]+)?$")
 
 
 def remove_leftovers(folder):

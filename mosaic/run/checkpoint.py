@@ -12,7 +12,6 @@ import torch
 from mosaic import runfiles
 
 CHECKPOINT_FORMAT = 2  # 2: random states without numpy arrays (weights_only loading)
-USER_MODELS_PREFIX = "checkpoint_models_"
 
 
 def rng_state():
@@ -43,7 +42,7 @@ def save_user_models_for(folder, pipeline, epoch):
     leaves the previous checkpoint's models intact. Returns the folder's name, or None."""
     if not pipeline.saves_itself():
         return None
-    name = f"{USER_MODELS_PREFIX}{epoch}"
+    name = f"{runfiles.USER_MODELS_PREFIX}{epoch}"
     final = os.path.join(folder, name)
     tmp = f"{final}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -57,7 +56,7 @@ def save_user_models_for(folder, pipeline, epoch):
 def remove_user_models(folder, keep=None):
     """Remove the checkpoint model folders but `keep` (the one the current checkpoint names)."""
     for entry in os.listdir(folder):
-        if entry.startswith(USER_MODELS_PREFIX) and entry != keep:
+        if entry.startswith(runfiles.USER_MODELS_PREFIX) and entry != keep:
             shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
 
 
