@@ -13,7 +13,7 @@ import pytest
 import mosaic
 from mosaic.errors import MosaicError
 from mosaic.run import cache
-from tests.fakes import cache_at, cache_bytes, cache_rows
+from tests.fakes import cache_bytes, cache_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,14 +73,6 @@ def server():
     instance = Server()
     yield instance
     instance.stop()
-
-
-@pytest.fixture
-def use_cache(tmp_path, monkeypatch):
-    """setup(size): the cache at tmp_path/cache.db with that limit, for the test (setup() done: 1 MB)."""
-    setup = cache_at(monkeypatch, tmp_path / "cache.db")
-    setup()
-    return setup
 
 
 def paths():

@@ -7,17 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import BIN, cache_at, cache_bytes, cache_rows, cache_user_files, command_env
+from tests.fakes import BIN, cache_bytes, cache_rows, cache_user_files, command_env
 
 LEGACY = Path(__file__).resolve().parent / "legacy"
-
-
-@pytest.fixture
-def use_cache(tmp_path, monkeypatch):
-    """setup(size): the cache at tmp_path/cache.db with that limit, for the test (setup() done: 1 MB)."""
-    setup = cache_at(monkeypatch, tmp_path / "cache.db")
-    setup()
-    return setup
 
 
 def test_star_import_gives_the_three_helpers():
