@@ -40,6 +40,7 @@ def test_schema_describes_every_key_of_the_config_files_with_its_default():
         ("plot_size=0", r"^mosaic: config plot_size: 0 is less than the minimum of 1"),
         ("plot_size=big", r"^mosaic: config plot_size: 'big' is not of type 'integer'"),
         ("partial=maybe", r"^mosaic: config partial: 'maybe' is not of type 'boolean'"),
+        ("compare_scale=loglog", r"^mosaic: config compare_scale: 'loglog' is not one of \['auto', 'log', 'linear'\]"),
         ("plot_sise=2", r"^mosaic: config: Additional properties are not allowed \('plot_sise' was unexpected\)"),
         ("metaplot_values=[test_loss,accuracy]", r"^mosaic: config metaplot_values: unknown value 'accuracy'"),
     ],
@@ -50,6 +51,20 @@ def test_bad_config_value_fails_with_one_line_naming_the_key(setting, message):
     lines = [line for line in done.stderr.splitlines() if line.startswith("mosaic:")]
     assert len(lines) == 1 and re.search(message, lines[0]), done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_every_compare_key_reaches_the_compare_rule():
+    """compare_value, compare_rope, compare_scale, compare_solved_below: each is a param of the rule, and the
+    adapter hands each to run_compare (the workflow compares as mosaic_compare with the same options)."""
+    properties = yaml.safe_load(SCHEMA.read_text())["properties"]
+    rule = (ROOT / "workflow" / "rules" / "compare.smk").read_text()
+    adapter = (ROOT / "workflow" / "scripts" / "compare.py").read_text()
+    keys = [key for key in properties if key.startswith("compare_")]
+    assert len(keys) == 4
+    for key in keys:
+        param = key.removeprefix("compare_")
+        assert f'{param}=config["{key}"]' in rule, key
+        assert f"params.{param}" in adapter, key
 
 
 def test_metaplot_accepts_every_value_name_that_mosaic_knows():

@@ -20,6 +20,8 @@ rule compare:
     params:
         value=config["compare_value"],
         rope=config["compare_rope"],
+        scale=config["compare_scale"],
+        solved_below=config["compare_solved_below"],
     conda:
         "../envs/mosaic.yaml"
     script:

@@ -8,9 +8,11 @@ from mosaic.results.compare_outputs import run_compare, write_placeholders
 
 with open(snakemake.log[0], "w") as sys.stderr:  # noqa: F821 (snakemake is injected)
     database, folder = snakemake.input[0], os.path.dirname(snakemake.output.markdown)  # noqa: F821
-    value, rope = snakemake.params.value, snakemake.params.rope  # noqa: F821
+    params = snakemake.params  # noqa: F821
+    value, rope, solved_below = params.value, params.rope, params.solved_below
     try:
-        print(run_compare(database, folder, value, rope=None if rope is None else float(rope)), file=sys.stderr)
+        print(run_compare(database, folder, value, rope=None if rope is None else float(rope), scale=params.scale,
+                          solved_below=None if solved_below is None else float(solved_below)), file=sys.stderr)
     except MosaicError as error:  # nothing to compare yet: say so in the files
         print(error, file=sys.stderr)
         write_placeholders(folder, value, f"no comparison on {value}: {error}")
