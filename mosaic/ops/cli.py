@@ -117,14 +117,16 @@ def mosaic_generate(argv):
     """Write the expanded runs of an ini (ids, hashes, seeds, modules) to a JSON file."""
     parser = parser_for(mosaic_generate)
     parser.add_argument("ini")
-    parser.add_argument("output", help="JSON file to write")
+    parser.add_argument("output", help="JSON file to write (.json)")
     args = parser.parse_args(argv)
     import json
 
     from mosaic.experiment import load_experiment
     from mosaic.ops.runner import refuse_overwriting
+    from mosaic.results.figures import output_format
     from mosaic.runfiles import write_atomic
 
+    output_format(args.output, (".json",), "runs file")
     refuse_overwriting(args.output, [args.ini])
     experiment = load_experiment(args.ini)
     runs = [
@@ -161,14 +163,15 @@ def plotloss_max_runs():
 
 @command
 def mosaic_plotloss(argv):
-    """Draw the loss curves of the selected runs into a PDF (pages of K x K panels).
+    """Draw the loss curves of the selected runs into a PDF (pages of K x K panels), or as PNG or SVG
+    images, one a page: the first page in OUTPUT, page k in OUTPUT_k (curves.png, curves_2.png, ...).
 
     The optional run_files_path is accepted for compatibility with the original Mosaic: the
     losses are read from the database.
     """
     parser = parser_for(mosaic_plotloss)
     parser.add_argument("database")
-    parser.add_argument("output", help="PDF file to write")
+    parser.add_argument("output", help="the file to write: .pdf, .png or .svg")
     parser.add_argument("run_files_path", nargs="?", help="ignored (losses come from the database)")
     add_selectors(parser)
     parser.add_argument("-plot_size", type=int, default=3, help="K: panels per row and column")
@@ -185,15 +188,17 @@ def mosaic_plotloss(argv):
         raise UsageError("--max-runs must be at least 1")
     from mosaic.ops.runner import refuse_overwriting
     from mosaic.results.database import open_db
-    from mosaic.results.lossplot import plotloss
+    from mosaic.results.figures import output_format
+    from mosaic.results.lossplot import files_written, plotloss
 
+    output_format(args.output)
     refuse_overwriting(args.output, [args.database])
     open_db(args.database).close()
     drawn, selected = plotloss(args.database, args.output, ids=selected_ids(args.database, args),
                                plot_size=args.plot_size, max_runs=args.max_runs)
     limited = (f" (the first {drawn} of {selected} selected: --all draws them all)"
                if drawn == args.max_runs and selected > drawn else "")
-    print(f"{drawn} runs drawn in {args.output}{limited}")
+    print(f"{drawn} runs drawn in {files_written(args.output, drawn, args.plot_size)}{limited}")
     return 0
 
 
@@ -201,12 +206,14 @@ def mosaic_plotloss(argv):
 def mosaic_metaplot(argv):
     """Compare the model keys on one dataset: x = nb_params, y = VALUE (the mean over the replicates, or
     the geometric mean for a loss, a band of its 95% Student t interval, the replicates as dots), one line
-    per model key. VALUE: test_loss, train_loss, duration, overfit, trainability, slope or nb_params.
-    DATASET: a dataset key, a data class name, or any part of one key (a stage of a data chain such as
+    per model key. VALUE: test_loss, train_loss, duration, overfit, trainability, slope (defined below)
+    or nb_params. DATASET: a dataset key, a data class name, or any part of one key (a stage of a data chain such as
     xor_n240 in 'xor_n240 | standardize'); a part found in several keys is refused, listing them."""
-    parser = parser_for(mosaic_metaplot)
+    from mosaic.results.indicators import help_text
+
+    parser = parser_for(mosaic_metaplot, epilog=help_text())
     parser.add_argument("database")
-    parser.add_argument("output", help="PNG or PDF file to write")
+    parser.add_argument("output", help="the file to write: .pdf, .png or .svg")
     parser.add_argument("dataset")
     parser.add_argument("value")
     parser.add_argument("--log-x", action="store_true",
@@ -214,8 +221,10 @@ def mosaic_metaplot(argv):
     args = parser.parse_args(argv)
     from mosaic.ops.runner import refuse_overwriting
     from mosaic.results.database import open_db
+    from mosaic.results.figures import output_format
     from mosaic.results.plots import metaplot
 
+    output_format(args.output)
     refuse_overwriting(args.output, [args.database])
     open_db(args.database).close()
     metaplot(args.database, args.output, args.dataset, args.value, log_x=True if args.log_x else None)

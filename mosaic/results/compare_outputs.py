@@ -24,8 +24,8 @@ from mosaic.results.compare import (
 )
 from mosaic.results.compare_plots import draw_curves, draw_values, render_critical_difference
 from mosaic.results.database import open_db
-from mosaic.results.figures import csv_beside, draw_message, save, write_rows_csv
-from mosaic.results.stats import CONFIDENCE, default_scale, mean_interval, quiet
+from mosaic.results.figures import band, band_floor, band_scale, csv_beside, draw_message, save, write_rows_csv
+from mosaic.results.stats import CONFIDENCE, default_scale, quiet
 from mosaic.results.values import LOSS_VALUES
 from mosaic.runfiles import write_atomic
 
@@ -168,8 +168,11 @@ def diagram_name(value):
 
 def loss_curves(db_path, comparisons, loss="test_loss"):
     """{dataset_key: {label: [row of CURVE_COLUMNS per epoch]}}: per group, the center of `loss` over its
-    replicates at each epoch with its 95% t interval (stats.mean_interval), on the comparison's scale when
-    it compares this loss, else on stats.default_scale of every value drawn (log when all are positive)."""
+    replicates at each epoch with its 95% t interval (figures.band), on one scale per dataset key, the one
+    its panel is drawn in (figures.band_scale): log where the key's losses span more than two decades (the
+    geometric mean and the t interval of the logarithms: the band never spikes to the log axis's floor),
+    else the comparison's scale when it compares this loss, else stats.default_scale; on the linear scale
+    the band stops at 0 unless a loss is negative (figures.band_floor)."""
     if loss not in LOSS_VALUES:
         raise MosaicError(f"unknown loss '{loss}': expected one of {', '.join(LOSS_VALUES)}")
     values = {}
@@ -177,18 +180,22 @@ def loss_curves(db_path, comparisons, loss="test_loss"):
         for comparison in comparisons:
             for group, _ in comparison.groups:
                 values[comparison.dataset_key, group.label] = _per_epoch(db, group, loss)
-    same = [c.scale for c in comparisons if c.value == loss]
-    every = [y for per_epoch in values.values() for ys in per_epoch.values() for y in ys]
-    scale = same[0] if same else default_scale(every)
-    if scale == "log" and any(y <= 0 for y in every):
-        scale = "linear"
+    compared = {c.dataset_key: c.scale for c in comparisons if c.value == loss}
+    every = defaultdict(list)
+    for (dataset_key, _), per_epoch in values.items():
+        every[dataset_key] += [y for ys in per_epoch.values() for y in ys]
     curves = {}
     for (dataset_key, label), per_epoch in values.items():
+        ys_of_key = every[dataset_key]
+        scale = band_scale(ys_of_key, compared.get(dataset_key) or default_scale(ys_of_key))
+        if scale == "log" and any(y <= 0 for y in ys_of_key):
+            scale = "linear"
+        floor = band_floor(ys_of_key, loss)
         by_label = curves.setdefault(dataset_key, {})
         if per_epoch:
             with quiet():
                 by_label[label] = [
-                    dict(zip(CURVE_COLUMNS, (dataset_key, label, epoch, len(ys), scale, *mean_interval(ys, scale))))
+                    dict(zip(CURVE_COLUMNS, (dataset_key, label, epoch, len(ys), scale, *band(ys, scale, floor))))
                     for epoch, ys in sorted(per_epoch.items())
                 ]
     return curves

@@ -109,8 +109,8 @@ BAND_TITLES = {
 
 def draw_curves(curves, loss="test_loss", axes=None):
     """Per dataset key, the center of `loss` of each group over the epochs (the mean, or the geometric mean
-    on the log scale) with its 95% t band (`curves`: mosaic.results.compare_outputs.loss_curves). Returns
-    the Figure."""
+    on the log scale) with its 95% t band (`curves`: mosaic.results.compare_outputs.loss_curves, whose
+    scale is the axis's: a log axis only for a band on the log scale). Returns the Figure."""
     if not curves:
         return draw_message("no loss curves")
     if axes is None:
@@ -126,11 +126,11 @@ def draw_curves(curves, loss="test_loss", axes=None):
             ax.fill_between([row["epoch"] for row in banded], low, [row["ci_high"] for row in banded],
                             color=line.get_color(), alpha=0.2, linewidth=0)
             all_values += means
-        if use_log_scale(all_values):
+        scale = next((rows[0]["scale"] for rows in by_label.values()), "linear")
+        if scale == "log" and use_log_scale(all_values):  # a log axis only under a band of the logarithms
             ax.set_yscale("log")
         ax.set_title(str(dataset_key))
         ax.set_xlabel("epoch")
-        scale = next((rows[0]["scale"] for rows in by_label.values()), "linear")
         ax.set_ylabel(f"{'geometric mean' if scale == 'log' else 'mean'} {loss}")
         if by_label:
             ax.legend(title=BAND_TITLES[scale], fontsize="x-small", title_fontsize="x-small")

@@ -14,12 +14,18 @@ from mosaic.errors import MosaicError
 from mosaic.results.frames import load
 
 FORMATS = ("csv", "parquet", "tensorboard")
+TABLE_EXTENSIONS = (".csv", ".parquet")  # file names: an output folder named so is refused
 
 
 def export(db_path, out_dir, fmt):
-    """Write the database's results under `out_dir` in `fmt`; returns the paths written."""
+    """Write the database's results under `out_dir` (a folder; a name ending .csv or .parquet is refused
+    before the database is read, unless such a folder exists) in `fmt`; returns the paths written."""
     if fmt not in FORMATS:
         raise MosaicError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    extension = os.path.splitext(out_dir.rstrip(os.sep))[1].lower()
+    if extension in TABLE_EXTENSIONS and not os.path.isdir(out_dir):
+        raise MosaicError(f"{out_dir}: the export is a folder (runs, losses and params files in it), not a "
+                          f"{extension} file: name a folder")
     results = load(db_path)
     try:
         os.makedirs(out_dir, exist_ok=True)

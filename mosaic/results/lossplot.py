@@ -1,5 +1,5 @@
-"""Loss curves of runs (plotloss): one panel per run, pages of K x K panels in a PDF and, for the HTML
-report (browsers show images, not always PDFs), each page also as a PNG.
+"""Loss curves of runs (plotloss): one panel per run, pages of K x K panels in a PDF (or one PNG or SVG
+image a page) and, for the HTML report (browsers show images, not always PDFs), each page also as a PNG.
 
 Split as the other plots (mosaic/results/plots.py): loss_panels reads the database into plain values,
 render_plotloss draws them; matplotlib is imported inside the renderers only.
@@ -13,11 +13,12 @@ from contextlib import closing
 from mosaic.errors import MosaicError
 from mosaic.results.database import open_db, select_run_ids
 from mosaic.results.figures import figure as _figure
-from mosaic.results.figures import render_message, save_atomically
+from mosaic.results.figures import output_format, render_message, save, save_atomically
 from mosaic.results.figures import short_float as _short_float
 from mosaic.results.figures import use_log_scale as _use_log_scale
+from mosaic.results.indicators import DEFINITIONS
 
-INDICATORS = ("overfit", "trainability", "slope")
+INDICATORS = tuple(DEFINITIONS)  # overfit, trainability, slope
 PAGE_DPI = 100  # a 3 x 3 page is 1200 x 1050 pixels
 
 
@@ -99,46 +100,81 @@ def _clear_pages(pages):
         os.remove(stale)
 
 
-def render_plotloss(panels, out_pdf, plot_size=3, pages=None):
-    """A PDF of the loss curves, pages of plot_size × plot_size panels, each page with a train/test legend;
-    with `pages` (a folder), each page also as a PNG there (page_paths)."""
+def image_pages(out_path, count):
+    """The files of `count` pages drawn as images (.png, .svg; an image holds one page): the first page in
+    `out_path`, page k in <stem>_<k><extension>."""
+    stem, extension = os.path.splitext(out_path)
+    return [out_path] + [f"{stem}_{number}{extension}" for number in range(2, count + 1)]
+
+
+def page_count(drawn, plot_size):
+    """The pages of a plotloss of `drawn` panels, plot_size x plot_size a page."""
+    return math.ceil(drawn / (plot_size * plot_size))
+
+
+def render_plotloss(panels, out_path, plot_size=3, pages=None):
+    """The loss curves, pages of plot_size × plot_size panels each with a train/test legend, in the format
+    `out_path`'s extension names (figures.output_format): a PDF of every page, or one image a page
+    (.png, .svg: image_pages); with `pages` (a folder), each page also as a PNG there (page_paths)."""
+    fmt = output_format(out_path)
     if not panels:
         raise MosaicError("no runs selected")
     if plot_size < 1:
         raise MosaicError(f"plot_size must be at least 1, not {plot_size}")
-    from matplotlib.backends.backend_pdf import PdfPages
-
     per_page = plot_size * plot_size
-    starts = range(0, len(panels), per_page)
+    count = page_count(len(panels), plot_size)
     if pages is not None:
         _clear_pages(pages)
+    pngs = page_paths(pages or "", count)
 
-    def save(path):
+    def each_page(save_page):
+        for number in range(count):  # one page drawn at a time
+            fig = _draw_page(panels[number * per_page : (number + 1) * per_page], plot_size)
+            save_page(number, fig)
+            if pages is not None:
+                save_atomically(pngs[number], lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=PAGE_DPI))
+
+    if fmt != "pdf":
+        images = image_pages(out_path, count)
+        each_page(lambda number, fig: save(fig, images[number]))
+        return
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    def save_pdf(path):
         with PdfPages(path) as pdf:
-            for start, png in zip(starts, page_paths(pages or "", len(starts))):
-                fig = _draw_page(panels[start : start + per_page], plot_size)
-                pdf.savefig(fig)
-                if pages is not None:
-                    save_atomically(png, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=PAGE_DPI))
+            each_page(lambda _, fig: pdf.savefig(fig))
 
-    save_atomically(out_pdf, save)
+    save_atomically(out_path, save_pdf)
 
 
-def render_plotloss_message(out_pdf, pages, text):
-    """The PDF, and its one PNG page in `pages` when given, saying why there are no loss curves."""
-    render_message(out_pdf, text)
+def render_plotloss_message(out_path, pages, text):
+    """The plot (one page), and its one PNG page in `pages` when given, saying why there are no loss curves."""
+    render_message(out_path, text)
     if pages is not None:
         _clear_pages(pages)
         render_message(page_paths(pages, 1)[0], text)
 
 
-def plotloss(db_path, out_pdf, ids=None, status=None, param=None, plot_size=3, max_runs=None, pages=None):
+def plotloss(db_path, out_path, ids=None, status=None, param=None, plot_size=3, max_runs=None, pages=None):
     """Select runs (see database.select_run_ids), write the loss curves of the first `max_runs` of them
-    (all when None) to `out_pdf` (and its pages as PNGs to the folder `pages`); returns (runs drawn, runs
+    (all when None) to `out_path` (.pdf, .png or .svg: see render_plotloss; any other extension is refused
+    before the database is read) and its pages as PNGs to the folder `pages`; returns (runs drawn, runs
     selected). Runs without losses (not done yet) are left out."""
+    output_format(out_path)
     if max_runs is not None and max_runs < 1:
         raise MosaicError(f"max_runs must be at least 1, not {max_runs}")
     run_ids = select_run_ids(db_path, ids=ids, status=status, param=param)
     panels = loss_panels(db_path, run_ids, limit=max_runs)
-    render_plotloss(panels, out_pdf, plot_size, pages)
+    render_plotloss(panels, out_path, plot_size, pages)
     return len(panels), len(run_ids)
+
+
+def files_written(out_path, drawn, plot_size):
+    """What a plotloss of `drawn` runs wrote, in words: 'curves.pdf'; as images, 'curves.png' (one page),
+    'curves.png and curves_2.png', 'curves.png, curves_2.png ... curves_5.png (5 pages, one an image)'."""
+    if output_format(out_path) == "pdf":
+        return out_path
+    files = image_pages(out_path, page_count(drawn, plot_size))
+    if len(files) <= 2:
+        return " and ".join(files)
+    return f"{files[0]}, {files[1]} ... {files[-1]} ({len(files)} pages, one an image)"

@@ -15,14 +15,24 @@ from typing import NamedTuple
 
 from mosaic.errors import MosaicError
 from mosaic.results.database import data_types_by_run, open_db
-from mosaic.results.figures import csv_beside, figure, save, use_log_scale, write_rows_csv
-from mosaic.results.stats import default_scale, mean_interval
+from mosaic.results.figures import (
+    band,
+    band_floor,
+    band_scale,
+    csv_beside,
+    figure,
+    output_format,
+    save,
+    use_log_scale,
+    write_rows_csv,
+)
+from mosaic.results.stats import default_scale
 from mosaic.results.values import dataset_keys_named, higher_is_better, value_source
 
 
 class Point(NamedTuple):
     """One metaplot point: the replicates of one model key and size. center is the mean on the scale
-    ("linear": the mean; "log": the geometric mean), ci_low and ci_high its 95% t interval (stats.mean_interval)."""
+    ("linear": the mean; "log": the geometric mean), ci_low and ci_high its 95% t interval (figures.band)."""
 
     nb_params: int
     n: int
@@ -62,9 +72,11 @@ def metaplot_data(db_path, dataset, value):
     equals it, or the one key it is a part of (values.dataset_keys_named). Returns {dataset_key: {model_key:
     [Point, ...]}}, sorted by nb_params; std is the sample
     standard deviation (n - 1), 0 for a single replicate; center and its 95% interval (ci_low, ci_high; None
-    for a single replicate) are those of mosaic_compare's tables, on the scale stats.default_scale gives the
-    dataset key's values: positive values where lower is better (losses) get the geometric mean and the
-    interval of the logarithms, which never reaches 0.
+    for a single replicate) are figures.band's on one scale per dataset key, the one its panel is drawn in
+    (figures.band_scale): log where its values span more than two decades, else stats.default_scale's, as in
+    mosaic_compare's tables (positive values where lower is better, such as losses: the geometric mean and
+    the interval of the logarithms, which never reaches 0); on the linear scale the band of a value that
+    cannot be negative (a loss, overfit, a duration) stops at 0 (figures.band_floor).
     """
     with closing(open_db(db_path)) as db:
         column, join, args = value_source(db, value)  # a runs column or a recorded metric
@@ -94,13 +106,14 @@ def metaplot_data(db_path, dataset, value):
     scales = {}  # one scale per dataset key: its panel's bands all alike
     for (dataset_key, _, _), ys in groups.items():
         scales.setdefault(dataset_key, []).extend(ys)
-    scales = {key: default_scale(ys, higher_is_better(value)) for key, ys in scales.items()}
+    floors = {key: band_floor(ys, value) for key, ys in scales.items()}
+    scales = {key: band_scale(ys, default_scale(ys, higher_is_better(value))) for key, ys in scales.items()}
     data = {}
     for dataset_key, model_key, nb_params in sorted(groups, key=by_keys_then_size):
         ys = groups[dataset_key, model_key, nb_params]
         std = statistics.stdev(ys) if len(ys) > 1 else 0.0
         scale = scales[dataset_key]
-        center, low, high = mean_interval(ys, scale)
+        center, low, high = band(ys, scale, floors[dataset_key])
         point = Point(nb_params, len(ys), scale, statistics.fmean(ys), center, std, low, high, tuple(ys))
         data.setdefault(dataset_key, {}).setdefault(model_key, []).append(point)
     return data
@@ -134,14 +147,15 @@ def draw_metaplot(data, value, log_x=None, axes=None):
             ax.scatter(*zip(*replicates), color=color, alpha=0.3, s=10, linewidths=0)
             all_values += [y for _, y in replicates]
             sizes += xs
-        if use_log_scale(all_values):
+        scale = next(iter(models.values()))[0].scale
+        if scale == "log" and use_log_scale(all_values):  # a log axis only under a band of the logarithms
             ax.set_yscale("log")
         if log_x or (log_x is None and use_log_scale(sizes)):
             ax.set_xscale("log")
         ax.set_title(str(dataset_key))
         ax.set_xlabel("nb_params")
         ax.set_ylabel(value)
-        center = "geometric mean" if next(iter(models.values()))[0].scale == "log" else "mean"
+        center = "geometric mean" if scale == "log" else "mean"
         ax.legend(title=f"line: {center}; band: its 95% CI\n(Student t); dots: replicates",
                   fontsize="small", title_fontsize="x-small")
     fig = axes[0].figure
@@ -161,7 +175,7 @@ def metaplot_rows(data):
 
 
 def render_metaplot(data, out_path, value, log_x=None):
-    """The metaplot (see draw_metaplot) in `out_path` (.png or .pdf), and beside it a CSV of exactly the
+    """The metaplot (see draw_metaplot) in `out_path` (.pdf, .png or .svg), and beside it a CSV of exactly the
     numbers drawn (same name, .csv)."""
     fig = draw_metaplot(data, value, log_x)
     save(fig, out_path)
@@ -172,6 +186,8 @@ def render_metaplot(data, out_path, value, log_x=None):
 
 
 def metaplot(db_path, out_path, dataset, value, log_x=None):
-    """Compare the model keys of `dataset` on `value` (see metaplot_data) in `out_path` (.png or .pdf),
-    with the numbers drawn in a CSV beside it."""
+    """Compare the model keys of `dataset` on `value` (see metaplot_data) in `out_path` (.pdf, .png or
+    .svg: any other extension is refused before the database is read), with the numbers drawn in a CSV
+    beside it."""
+    output_format(out_path)
     render_metaplot(metaplot_data(db_path, dataset, value), out_path, value, log_x)

@@ -49,3 +49,15 @@ def test_choices_and_defaults_come_from_the_tables_that_define_them(capsys):
     cap = config_default("plotloss_max_runs")
     assert cli.plotloss_max_runs() == cap
     assert f"(default {cap}:" in " ".join(help_of(cli.mosaic_plotloss, capsys).split())
+
+
+def test_commands_refuse_an_output_named_for_another_format_before_reading_anything(tmp_path, monkeypatch, capsys):
+    from mosaic.ops import cli
+
+    monkeypatch.chdir(tmp_path)  # no ini and no database here: the output's name is checked first
+    assert cli.mosaic_generate(["config.ini", "runs.txt"]) == 2
+    assert capsys.readouterr().err == "mosaic_generate: runs.txt: unknown runs file format '.txt' (use .json)\n"
+    assert cli.mosaic_export(["missing.db", "runs.csv"]) == 2
+    assert capsys.readouterr().err == ("mosaic_export: runs.csv: the export is a folder (runs, losses and params "
+                                       "files in it), not a .csv file: name a folder\n")
+    assert sorted(tmp_path.iterdir()) == []

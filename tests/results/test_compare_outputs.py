@@ -114,8 +114,58 @@ def test_nothing_finished_yet_still_writes_every_file(db_path, tmp_path):
         db.execute("UPDATE runs SET status = 'pending', test_loss = NULL")
         db.execute("DELETE FROM losses")
     out = tmp_path / "o"
+    out.mkdir()
+    (out / "critical_difference.png").write_bytes(b"a diagram of an earlier comparison")
     text = outputs.run_compare(db_path, str(out))
     assert "verdict: no finished replicate has a test_loss: nothing to compare" in text
     for name in outputs.output_names("test_loss").values():
         assert (out / name).stat().st_size > 0
-    assert not (out / "critical_difference.png").exists()  # no diagram holding only a message
+    assert not (out / "critical_difference.png").exists()  # no diagram holding only a message, no stale one
+    # the workflow's compare rule declares output_names only: the diagram, drawn or not, never fails it
+    assert not any(name.startswith("critical_difference") for name in outputs.output_names("test_loss").values())
+
+
+def test_curve_bands_of_losses_that_reach_zero_stop_at_zero(db_path):
+    # three replicates of net_brick width=4 on OR (runs 21-24) reach a loss of 0 at the last epoch: the OR
+    # panel cannot be on the log scale, and the t interval of [0, 0, 0, x] reaches below 0, where no mean is
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE losses SET test_loss = 0 WHERE epoch = 20 AND run_id IN (21, 22, 23)")
+        (last,) = db.execute("SELECT test_loss FROM losses WHERE epoch = 20 AND run_id = 24").fetchone()
+    comparisons, _ = compare(db_path)  # on the log scale: the final losses of the runs table are positive
+    curves = outputs.loss_curves(db_path, comparisons)
+    brick = curves["data_dataset_OR"]["net_brick width=4"]
+    assert {row["scale"] for rows in curves["data_dataset_OR"].values() for row in rows} == {"linear"}
+    half = stats.t.ppf(0.975, 3) * np.std([0, 0, 0, last], ddof=1) / 2
+    drawn = (brick[-1]["center"], brick[-1]["ci_low"], brick[-1]["ci_high"])
+    assert drawn == pytest.approx((last / 4, 0.0, last / 4 + half))
+    assert last / 4 - half < 0  # the t interval's end, cut at 0
+    assert all(row["ci_low"] >= 0 for rows in curves["data_dataset_OR"].values() for row in rows if row["n"] > 1)
+    assert {row["scale"] for rows in curves["data_dataset_AND"].values() for row in rows} == {"log"}
+
+
+def test_curve_bands_on_a_log_axis_are_bands_of_the_logarithms(db_path):
+    # the losses fall over four decades: the panel's axis is log, so its bands are the t intervals of the
+    # logarithms, even when the comparison itself was put on the linear scale (a linear band would reach 0)
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE losses SET test_loss = test_loss / 1e4 WHERE epoch = 20")
+        rows = db.execute("SELECT test_loss FROM losses WHERE epoch = 20 AND run_id BETWEEN 21 AND 24").fetchall()
+    last = [y for (y,) in rows]
+    on_linear, _ = compare(db_path, scale="linear")
+    curves = outputs.loss_curves(db_path, on_linear)
+    assert {row["scale"] for by_label in curves.values() for rows in by_label.values() for row in rows} == {"log"}
+    brick = curves["data_dataset_OR"]["net_brick width=4"]
+    assert brick[-1]["center"] == pytest.approx(np.exp(np.mean(np.log(last))))
+    assert all(row["ci_low"] > 0 for by_label in curves.values() for rows in by_label.values() for row in rows
+               if row["n"] > 1)
+
+
+def test_curves_are_drawn_on_a_log_axis_only_under_bands_of_the_logarithms():
+    from mosaic.results.compare_plots import draw_curves
+
+    def curves(scale):
+        rows = [{"epoch": e, "n": 3, "scale": scale, "center": c, "ci_low": c / 2, "ci_high": c * 2}
+                for e, c in enumerate((1.0, 1e-2, 1e-4), 1)]
+        return {"d": {"g": rows}}
+
+    assert draw_curves(curves("log")).axes[0].get_yscale() == "log"
+    assert draw_curves(curves("linear")).axes[0].get_yscale() == "linear"

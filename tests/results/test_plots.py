@@ -4,6 +4,7 @@ database of the db_path fixture (conftest.py, fake_database.py)."""
 import csv
 import os
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -176,12 +177,32 @@ def test_render_metaplot_png_one_axes_per_dataset(db_path, tmp_path):
     assert height_one == height_two and width_two == pytest.approx(2 * width_one, abs=2)
 
 
-def test_metaplot_pdf_and_bad_format(db_path, tmp_path):
+def test_metaplot_formats_and_a_bad_one(db_path, tmp_path):
     metaplot(db_path, str(tmp_path / "meta.pdf"), "dataset_AND", "overfit")
     assert pdf_pages(tmp_path / "meta.pdf") == 1
-    with pytest.raises(MosaicError, match="unsupported plot format 'txt'"):
+    metaplot(db_path, str(tmp_path / "meta.svg"), "dataset_AND", "overfit")
+    assert b"<svg" in (tmp_path / "meta.svg").read_bytes()[:1000]
+    with pytest.raises(MosaicError, match=r"meta.txt: unknown plot format '.txt' \(use .pdf, .png or .svg\)"):
         metaplot(db_path, str(tmp_path / "meta.txt"), "dataset_AND", "overfit")
-    assert sorted(os.listdir(tmp_path)) == [".runs", "meta.csv", "meta.pdf", "mosaic.db"]
+    with pytest.raises(MosaicError, match="unknown plot format '.txt'"):  # refused before the database is read
+        metaplot(str(tmp_path / "missing.db"), str(tmp_path / "meta.txt"), "dataset_AND", "overfit")
+    assert sorted(os.listdir(tmp_path)) == [".runs", "meta.csv", "meta.pdf", "meta.svg", "mosaic.db"]
+
+
+def test_metaplot_bands_of_losses_that_reach_zero_stop_at_zero(db_path):
+    import sqlite3
+
+    # three replicates of net_brick width=4 on OR (runs 21-24) end at a loss of 0: no log scale, and the t
+    # interval of [0, 0, 0, x] reaches below 0, where no mean of losses can be
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE runs SET test_loss = 0 WHERE run_id IN (21, 22, 23)")
+    points = metaplot_data(db_path, "dataset_OR", "test_loss")["data_dataset_OR"]
+    brick = points["net_brick"][-1]
+    assert brick.values == (0.0, 0.0, 0.0, final_test_loss("dataset_OR", "brick", 4, 3))
+    center, low, high = mean_interval(brick.values, "linear")
+    assert brick.scale == "linear" and low < 0
+    assert (brick.center, brick.ci_low, brick.ci_high) == (center, 0.0, high)
+    assert all(p.ci_low >= 0 for ps in points.values() for p in ps if p.ci_low is not None)
 
 
 def test_metaplot_csv_holds_exactly_what_is_drawn(db_path, tmp_path):
@@ -268,3 +289,64 @@ def test_plotloss_command_draws_a_readable_number_of_runs_unless_told_all(db_pat
     assert "10 runs drawn" in capsys.readouterr().out
     assert cli.mosaic_plotloss([db_path, str(tmp_path / "all.pdf"), "--all"]) == 0
     assert "46 runs drawn" in capsys.readouterr().out and pdf_pages(tmp_path / "all.pdf") == 6  # 2 have no losses
+
+
+MAGIC = {"png": b"\x89PNG", "pdf": b"%PDF", "svg": b"<?xml"}  # how each format's file begins
+
+
+@pytest.mark.parametrize("name", ["curves.png", "curves.pdf", "curves.svg"])
+def test_plotloss_writes_the_format_its_extension_names(db_path, tmp_path, monkeypatch, capsys, name):
+    from mosaic.ops.cli import mosaic_plotloss
+
+    magic = MAGIC[name[-3:]]
+    monkeypatch.chdir(tmp_path)
+    assert mosaic_plotloss([db_path, name, "-id", "4-7", "-plot_size", "2"]) == 0  # 4 runs: one page
+    assert (tmp_path / name).read_bytes()[: len(magic)] == magic
+    assert capsys.readouterr().out == f"4 runs drawn in {name}\n"
+
+
+def test_plotloss_as_images_one_a_page(db_path, tmp_path, monkeypatch, capsys):
+    from mosaic.ops.cli import mosaic_plotloss
+
+    monkeypatch.chdir(tmp_path)
+    assert mosaic_plotloss([db_path, "two.png", "-id", "4-8", "-plot_size", "2"]) == 0  # 5 runs: two pages
+    assert capsys.readouterr().out == "5 runs drawn in two.png and two_2.png\n"
+    assert png_size("two.png") == png_size("two_2.png")
+    assert mosaic_plotloss([db_path, "many.svg", "-id", "4-15", "-plot_size", "2"]) == 0  # 12 runs: 3 pages
+    assert capsys.readouterr().out == "12 runs drawn in many.svg, many_2.svg ... many_3.svg (3 pages, one an image)\n"
+    assert sorted(p.name for p in tmp_path.glob("many*")) == ["many.svg", "many_2.svg", "many_3.svg"]
+
+
+def test_plot_commands_refuse_an_unknown_extension_before_reading_anything(tmp_path, monkeypatch, capsys):
+    from mosaic.ops.cli import mosaic_metaplot, mosaic_plotloss
+
+    monkeypatch.chdir(tmp_path)  # no database here: the output's name is checked first
+    use = "(use .pdf, .png or .svg)"
+    assert mosaic_plotloss(["missing.db", "curves.txt"]) == 2
+    assert capsys.readouterr().err == f"mosaic_plotloss: curves.txt: unknown plot format '.txt' {use}\n"
+    assert mosaic_metaplot(["missing.db", "meta.jpg", "dataset_OR", "test_loss"]) == 2
+    assert capsys.readouterr().err == f"mosaic_metaplot: meta.jpg: unknown plot format '.jpg' {use}\n"
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("name", ["meta.png", "meta.pdf", "meta.svg"])
+def test_metaplot_command_writes_the_format_its_extension_names(db_path, tmp_path, monkeypatch, name):
+    from mosaic.ops.cli import mosaic_metaplot
+
+    monkeypatch.chdir(tmp_path)
+    assert mosaic_metaplot([db_path, name, "dataset_OR", "test_loss"]) == 0
+    assert (tmp_path / name).read_bytes()[: len(MAGIC[name[-3:]])] == MAGIC[name[-3:]]
+
+
+def test_metaplot_help_defines_the_indicators(capsys):
+    from mosaic.ops.cli import mosaic_metaplot
+    from mosaic.results.indicators import DEFINITIONS
+
+    with pytest.raises(SystemExit):
+        mosaic_metaplot(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for name, sentence in DEFINITIONS.items():
+        assert f"{name} {sentence}" in shown
+    caption = " ".join((Path(__file__).parents[2] / "workflow" / "report" / "metaplot.rst").read_text().split())
+    for name, sentence in DEFINITIONS.items():  # the report's caption of the comparison plots says the same
+        assert f'"{name}": "{sentence}"' in caption
