@@ -10,7 +10,7 @@ import os
 import sys
 
 from mosaic.errors import MosaicError, UsageError, exit_code
-from mosaic.ops.paths import config_default, default_plots, default_report
+from mosaic.ops.paths import config_default, default_plots, default_report, relative
 from mosaic.results.selection import STATUSES
 
 COMMANDS = {}
@@ -69,8 +69,10 @@ def mosaic_run(argv):
     Class files are found relative to the ini's folder. Runs already done are kept; a run that
     raises does not stop the others. Ctrl-C pauses (running runs finish), twice stops at once.
     Arguments after `--` go to snakemake as they are.
-    Exit status: 0 every run done, 1 runs failed, 2 bad input, 3 another command works in this
-    folder, 4 paused with runs left (mosaic_resume finishes them).
+    Before launching, one batch goes through each distinct pipeline (its classes built as a run
+    builds them): a class that fails there fails once, and nothing is launched (--no-preflight).
+    Exit status: 0 every run done, 1 runs failed, 2 bad input (a class failing that check too), 3
+    another command works in this folder, 4 paused with runs left (mosaic_resume finishes them).
     """
     parser = parser_for(mosaic_run)
     parser.add_argument("ini", help="the experiment's ini file")
@@ -78,18 +80,25 @@ def mosaic_run(argv):
     parser.add_argument("--cores", type=int, help="parallel runs (default: nb_processus, else all cores)")
     parser.add_argument("--plots", help="folder of the plots (default: <database>_plots)")
     parser.add_argument("--profile", help="a Snakemake profile, e.g. profiles/slurm")
-    parser.add_argument("-n", "--dry-run", action="store_true", help="show the jobs, run nothing")
+    parser.add_argument("-n", "--dry-run", action="store_true",
+                        help="run nothing; print the plan: the runs (pipelines × replicates), how many to train "
+                             "and how many are kept (done), and what follows (`-- -n`: Snakemake's list of jobs)")
+    parser.add_argument("--no-preflight", action="store_true",
+                        help="launch without the checks made first: constructor arguments, and one batch"
+                             " (on the CPU) through each distinct pipeline of the runs to train")
     parser.add_argument("--report", nargs="?", const="", metavar="HTML",
                         help="then write the HTML report of the results (default: <database>_report.html)")
     own, extra = split_extra(argv)
     args = parser.parse_args(own)
     from mosaic.ops import runner
+    from mosaic.ops.plan import asks_dry_run
 
     plots = args.plots or default_plots(args.database)
-    plan = runner.Plan(args.ini, args.database, plots, cores=args.cores,
-                       profile=args.profile, dry_run=args.dry_run, extra=tuple(extra))
+    plan = runner.Plan(args.ini, args.database, plots, cores=args.cores, profile=args.profile,
+                       dry_run=args.dry_run or asks_dry_run(extra), extra=tuple(extra),
+                       preflight=not args.no_preflight)
     outcome = runner.run(plan)
-    if args.report is not None and not args.dry_run and os.path.exists(args.database):
+    if args.report is not None and not plan.dry_run and os.path.exists(args.database):
         from mosaic.ops.report import write_report
 
         report = write_report(args.ini, args.database, plots, args.report or default_report(args.database))
@@ -122,7 +131,7 @@ def mosaic_generate(argv):
     import json
 
     from mosaic.experiment import load_experiment
-    from mosaic.ops.runner import refuse_overwriting
+    from mosaic.ops.paths import refuse_overwriting
     from mosaic.results.figures import output_format
     from mosaic.runfiles import write_atomic
 
@@ -186,7 +195,7 @@ def mosaic_plotloss(argv):
         raise UsageError("-plot_size must be at least 1")
     if args.max_runs is not None and args.max_runs < 1:
         raise UsageError("--max-runs must be at least 1")
-    from mosaic.ops.runner import refuse_overwriting
+    from mosaic.ops.paths import refuse_overwriting
     from mosaic.results.database import open_db
     from mosaic.results.figures import output_format
     from mosaic.results.lossplot import files_written, plotloss
@@ -219,7 +228,7 @@ def mosaic_metaplot(argv):
     parser.add_argument("--log-x", action="store_true",
                         help="nb_params on a log scale (default: when it spans more than two decades)")
     args = parser.parse_args(argv)
-    from mosaic.ops.runner import refuse_overwriting
+    from mosaic.ops.paths import refuse_overwriting
     from mosaic.results.database import open_db
     from mosaic.results.figures import output_format
     from mosaic.results.plots import metaplot
@@ -236,11 +245,15 @@ def mosaic_metaplot(argv):
 def mosaic_compare(argv):
     """Which architecture wins, and how sure: per dataset key, the best group of each model key compared
     with the best one, and each variant (e.g. width) of a model key with the key's best. Prints the
-    tables and a verdict per dataset key placing every model key, stores them in the database (tables
-    groups, comparisons, verdicts) and writes comparison.csv, groups.csv, comparison.md, values.png,
-    curves.png and, when the ranks across dataset keys can show a difference, critical_difference.png
-    into OUT. README.md ("Which architecture wins") explains every column."""
-    parser = parser_for(mosaic_compare)
+    comparison in plain words (who beats whom, by how much, in how many replicate pairs, with the p-value
+    the verdict uses; what is not proven yet and how many replicates would settle it; the groups ranked),
+    and with --detail the statistical tables. Stores them in the database (tables groups, comparisons,
+    verdicts) and writes summary.txt, comparison.md, comparison.csv, groups.csv, values.png, curves.png
+    and, when the ranks across dataset keys can show a difference, critical_difference.png into OUT:
+    the plots folder of the workflow that built the database (mosaic_run's), else <database>_plots."""
+    from mosaic.results.compare_outputs import COLUMN_HELP
+
+    parser = parser_for(mosaic_compare, epilog=COLUMN_HELP)
     parser.add_argument("database")
     parser.add_argument("--value", default="test_loss", help="the value compared (default: test_loss)")
     parser.add_argument("--rope", type=float, metavar="R",
@@ -255,30 +268,37 @@ def mosaic_compare(argv):
     parser.add_argument("--solved-below", type=float, metavar="V",
                         help="two groups whose centers are both below V both solve the task (default rule: "
                              "below 1/1000 of their first-epoch loss)")
-    parser.add_argument("--out", help="folder of the files (default: <database>_plots)")
+    parser.add_argument("--detail", action="store_true", help="print the statistical tables too (explained below)")
+    parser.add_argument("--out", help="folder of the files (default: the workflow's plots folder, else "
+                                      "<database>_plots)")
     args = parser.parse_args(argv)
     from mosaic.results.compare_outputs import run_compare
+    from mosaic.results.database import meta_value
 
-    out = args.out or default_plots(args.database)
+    out = args.out or meta_value(args.database, "plots") or default_plots(args.database)
     higher = True if args.higher_is_better else None
-    print(run_compare(args.database, out, args.value, higher, args.rope, args.scale, args.solved_below), end="")
-    print(f"tables written in {out}")
+    print(run_compare(args.database, out, args.value, higher, args.rope, args.scale, args.solved_below,
+                      detail=args.detail), end="")
+    print(f"\nfiles written in {relative(out)}" + ("" if args.detail else "; the statistical tables: --detail"))
     return 0
 
 
 @command
 def mosaic_status(argv):
-    """Show every run of the experiment launched from this folder: Done (losses and time),
-    Error (pipeline and traceback), Running (pipeline and epoch), and how many are pending.
+    """Show every run of the experiment launched from this folder: a summary line (how many runs are done,
+    running, failed and pending; the time left while runs run, from the mean duration of the done ones),
+    then Done (losses and duration), Error (the pipeline and traceback of each distinct error, once, and
+    the runs it failed) and Running (pipeline and epoch); a section without runs is left out.
     Works while the experiment runs and after it; a run whose process died is not Running."""
     parser = parser_for(mosaic_status)
     parser.add_argument("ini", nargs="?", help="the experiment's ini (default: the one mosaic_run used here)")
     args = parser.parse_args(argv)
     from mosaic.ops import session
     from mosaic.results import status
+    from mosaic.results.status_text import render
 
     listing = status.listing(session.load(args.ini)["ini"])
-    print(status.render(listing, status.states_in(listing.run_files_path, listing.runs)))
+    print(render(listing, status.states_in(listing.run_files_path, listing.runs)))
     return 0
 
 
@@ -292,8 +312,9 @@ def mosaic_savedb(argv):
     args = parser.parse_args(argv)
     from mosaic.experiment import load_experiment
     from mosaic.ops import session
-    from mosaic.ops.runner import refuse_overwriting, same_file
+    from mosaic.ops.paths import refuse_overwriting, same_file
     from mosaic.results.database import build
+    from mosaic.results.status_text import counts_text, database_counts
 
     state = session.load(args.ini)
     live = state.get("database")
@@ -302,7 +323,8 @@ def mosaic_savedb(argv):
     refuse_overwriting(args.output, [state["ini"]])
     experiment = load_experiment(state["ini"])
     build(experiment, args.output)
-    print(f"{args.output} written ({len(experiment.runs)} runs)")
+    counts = database_counts(args.output)
+    print(f"{args.output} written: {sum(counts.values())} runs ({counts_text(counts)})")
     return 0
 
 

@@ -1,8 +1,10 @@
-"""Where the workflow files are: the repository checkout, or the copy shipped in the package."""
+"""Where the workflow files are (the repository checkout, or the copy shipped in the package), where the
+commands write by default, and the check that an output is not one of the inputs."""
 
 import os
 
 import mosaic
+from mosaic.errors import UsageError
 
 PACKAGE = os.path.dirname(os.path.abspath(mosaic.__file__))
 
@@ -48,3 +50,16 @@ def default_plots(database):
 
 def default_report(database):
     return beside(database, "_report.html")
+
+
+def same_file(a, b):
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
+def refuse_overwriting(output, inputs):
+    """A UsageError when the output path is one of the inputs (the ini given twice, say)."""
+    for path in inputs:
+        if path is not None and same_file(output, path):
+            raise UsageError(f"{output} is also an input ({path}); give another output path")

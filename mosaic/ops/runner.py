@@ -20,7 +20,7 @@ from mosaic import runfiles
 from mosaic.errors import BusyError, DatabaseError, PausedError, RunError, UsageError
 from mosaic.experiment import load_experiment
 from mosaic.ops import progress, session
-from mosaic.ops.paths import snakefile, workflow_root
+from mosaic.ops.paths import config_default, refuse_overwriting, relative, snakefile, workflow_root
 from mosaic.results.status import states_of
 
 PR_SET_PDEATHSIG = 1
@@ -41,6 +41,7 @@ class Plan:
     retrain: tuple = ()  # runs to train again (mosaic_rerun); no other run is trained
     prepare: object = None  # called with the folder's lock held, before Snakemake: returns the files to force
     rebuild_only: bool = False  # train nothing, rebuild the database and plots (mosaic_rekey)
+    preflight: bool | None = None  # mosaic_run's checks before launching (mosaic/run/preflight.py); False: warn only
 
 
 @dataclass
@@ -307,19 +308,6 @@ def check_outputs(plan, experiment):
                                  " choose a path without braces")
 
 
-def same_file(a, b):
-    if os.path.abspath(a) == os.path.abspath(b):
-        return True
-    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
-
-
-def refuse_overwriting(output, inputs):
-    """A UsageError when the output path is one of the inputs (the ini given twice, say)."""
-    for path in inputs:
-        if path is not None and same_file(output, path):
-            raise UsageError(f"{output} is also an input ({path}); give another output path")
-
-
 def show_events(text, display, tracker):
     """Show the complete event lines of `text`; returns the incomplete rest."""
     events, rest = progress.parse_events(text)
@@ -358,7 +346,10 @@ def run_locked(plan, experiment, state, forcerun, out):
 
     log_path = os.path.abspath(runfiles.SNAKEMAKE_LOG)
     if plan.dry_run:
-        status = subprocess.run(command(forcerun, ["--dry-run", *plan.extra])).returncode
+        from mosaic.ops.plan import asks_dry_run, dry_run
+
+        status = dry_run(experiment.runs, command(forcerun, ["--dry-run", *plan.extra]), asks_dry_run(plan.extra),
+                         log_path, out)
         return Outcome(total=len(experiment.runs), done=len(experiment.runs), snakemake_status=status,
                        log_path=log_path)
 
@@ -371,6 +362,10 @@ def run_locked(plan, experiment, state, forcerun, out):
         to_train = [run for run in experiment.runs if before[run.run_hash].status != "done"]
     print(f"mosaic: {len(experiment.runs)} runs, {len(to_train)} to train, {cores} at a time"
           + (f" on {gpus} GPUs" if gpus else ""), file=out, flush=True)
+    if plan.preflight is not None and to_train:
+        from mosaic.run.preflight import before_training
+
+        before_training(plan.ini, experiment, to_train, check=plan.preflight, preexec_fn=die_with_parent)
     display = progress.display_for(out)
     tracker = progress.Progress(experiment, to_train, slots=cores)
     if to_train and not profile:
@@ -412,11 +407,25 @@ def run_locked(plan, experiment, state, forcerun, out):
             print(line, file=sys.stderr)
     elif outcome.remaining:
         print(f"mosaic: {outcome.done} of {outcome.total} runs done ({outcome.remaining} not trained);"
-              f" database {state['database']}, plots in {state['plots']}", file=out, flush=True)
+              f" database {relative(state['database'])}, plots in {relative(state['plots'])}", file=out, flush=True)
     else:
-        print(f"mosaic: all {outcome.total} runs done; database {state['database']}, plots in {state['plots']}",
-              file=out, flush=True)
+        print(f"mosaic: all {outcome.total} runs done; database {relative(state['database'])},"
+              f" plots in {relative(state['plots'])}", file=out, flush=True)
+    if not outcome.paused and (status == 0 or outcome.failed):
+        print_summary(state, out)
     return outcome
+
+
+def print_summary(state, out):
+    """The comparison in plain words that the workflow's compare step wrote beside the plots (summary.txt),
+    where the user looks: at the end of mosaic_run."""
+    from mosaic.results.compare_outputs import output_names
+
+    path = os.path.join(state["plots"], output_names(config_default("compare_value"))["summary"])
+    if os.path.exists(path):
+        with open(path) as text:
+            print(f"\n{text.read().rstrip()}\n\nthe statistical tables: mosaic_compare {relative(state['database'])}"
+                  " --detail", file=out, flush=True)
 
 
 def write_run_list(hashes):

@@ -86,6 +86,8 @@ class DatasetComparison:
     verdict: str
     higher: bool = False  # whether higher values are better
     scale: str = "linear"
+    rope: float | None = None
+    solved_below: float | None = None  # the rule by which a group solves the task (verdict.py), None: its default
 
 
 def _order(higher):
@@ -157,7 +159,7 @@ def compare_dataset(groups, value, higher=False, rope=None, scale="auto", solved
     else:  # one model key: its variants are what there is to compare
         headline = [row for row in comparisons if row["family"] == variants_family(keys[0].model_key)]
     verdict = write_verdict(described, headline, value, higher, scale, rope, solved_below)
-    return DatasetComparison(context[0], value, described, comparisons, verdict, higher, scale)
+    return DatasetComparison(context[0], value, described, comparisons, verdict, higher, scale, rope, solved_below)
 
 
 # ---------------------------------------------------------------- across dataset keys

@@ -26,6 +26,7 @@ from mosaic.results.compare_plots import draw_curves, draw_values, render_critic
 from mosaic.results.database import open_db
 from mosaic.results.figures import band, band_floor, band_scale, csv_beside, draw_message, save, write_rows_csv
 from mosaic.results.stats import CONFIDENCE, default_scale, quiet
+from mosaic.results.summary import summary
 from mosaic.results.values import LOSS_VALUES
 from mosaic.runfiles import write_atomic
 
@@ -54,9 +55,42 @@ PAIR_TABLE = (
     ("mwu_p_holm", "mwu_p*"), ("hedges_g", "g"), ("superiority", "pairs won"), ("superiority_ci_low", "ci_low"),
     ("superiority_ci_high", "ci_high"), ("needed", "n_needed~"), ("fisher_p", "fisher_p"),
 )
-ROPE_TABLE = (("p_rope_better", "P(rope better)"), ("p_rope_equal", "P(rope equal)"), ("p_rope_worse", "P(rope worse)"))
+ROPE_TABLE = (("p_rope_better", "P(group better)"), ("p_rope_equal", "P(equal)"), ("p_rope_worse", "P(vs better)"))
 HEADERS = {"log": {"center": "gmean", "effect": "ratio"}, "linear": {"center": "mean", "effect": "diff"}}
 TEXT_COLUMNS = ("label", "versus", "family", "needed")
+
+
+COLUMN_HELP = """\
+The statistical tables (--detail, and comparison.md), column by column:
+  groups, one row per group (a model key, or one of its variants such as width=4), best first:
+    rank        1 = best center among the groups with 2 replicates or more
+    params      the model's number of parameters
+    n           replicates with a value; failed, diverged (NaN or inf), missing (done, no value), pending
+    fail_rate   (failed + diverged) / the runs that ended
+    gmean/mean  the center: geometric mean on the log scale (losses), mean on the linear one (accuracies)
+    ci_low, ci_high   its 95% Student t interval (on the log scale, of the logarithms)
+    median, iqm (interquartile mean), std: of the values as they are
+  pairs, each row one group against the one in `vs` (the best of its family):
+    family      architectures: the best group of each model key against the best one (the verdict's);
+                variants of K: each variant of model key K against K's best variant
+    ratio/diff  group's center / vs's (log scale) or group's - vs's (linear); ci_low, ci_high: its 95%
+                Welch interval
+    welch_p*    Welch's t-test on the scale compared, Holm-corrected over every pair of the family: the
+                test the verdict and the plain sentences use
+    mwu_p*      Mann-Whitney's rank test, Holm-corrected: a check that assumes no distribution; with 3 or 4
+                replicates a group its smallest possible value is 0.1 or 0.029, so it stays high where the
+                t-test is sure (3e-10 beside 0.2 means: the ranks alone cannot prove it at this n)
+    g           Hedges' g, the standardized effect size
+    pairs won   the share of replicate pairs (one run of group, one of vs) in which group does better, ties
+                half, with Newcombe's 95% interval: 0 means vs won every pair (the sentences count them
+                from the winner's side: "won all 16 replicate pairs")
+    n_needed~   replicates per group a t-test would need at 80% power, from the ends of the effect's
+                interval (a rough guide; + when unbounded)
+    fisher_p    Fisher's exact test of the failure rates
+    P(group better), P(equal), P(vs better)   with --rope: the posterior probabilities that group is better
+                than vs, practically equal within the margin, or worse (the verdict's P(best better) is
+                P(vs better) here)
+"""
 
 
 def _headers(columns, scale):
@@ -155,6 +189,7 @@ def output_names(value):
         "markdown": f"comparison{suffix}.md",
         "values": f"values{suffix}.png",
         "curves": f"curves{suffix}.png",
+        "summary": f"summary{suffix}.txt",
     }
 
 
@@ -232,8 +267,10 @@ def write_outputs(db_path, out_dir, comparisons, ranks, value):
         paths["diagram"] = diagram
     write_rows_csv(paths["comparison"], comparison_rows(comparisons), COMPARISON_COLUMNS)
     write_rows_csv(paths["groups"], group_rows(comparisons), GROUP_COLUMNS)
-    markdown = f"# Which architecture wins on {value}\n\n" + report(comparisons, ranks, markdown_table)
-    write_atomic(paths["markdown"], markdown)
+    plain = summary(comparisons, ranks)
+    write_atomic(paths["summary"], plain)
+    write_atomic(paths["markdown"], f"# Which architecture wins on {value}\n\n```\n{plain}```\n\n"
+                 f"# The statistical tables\n\n{report(comparisons, ranks, markdown_table)}")
     save(draw_values(comparisons, value), paths["values"])
     write_rows_csv(csv_beside(paths["values"]), value_rows(comparisons), ("dataset_key", "label", "value"))
     loss = value if value in LOSS_VALUES else "test_loss"
@@ -257,15 +294,22 @@ def write_placeholders(out_dir, value, message):
     write_rows_csv(paths["groups"], [], GROUP_COLUMNS)
     with open(paths["markdown"], "w") as out:
         out.write(f"# Which architecture wins on {value}\n\n{message}\n")
+    write_atomic(paths["summary"], f"{message}\n")
     for name in ("values", "curves"):
         save(draw_message(message), paths[name])
     render_critical_difference(None, os.path.join(out_dir, diagram_name(value)), value)  # a stale one goes
     return paths
 
 
-def run_compare(db_path, out_dir, value="test_loss", higher=None, rope=None, scale="auto", solved_below=None):
-    """The whole step: compute, store in the database, write the files; returns the text report."""
+def run_compare(db_path, out_dir, value="test_loss", higher=None, rope=None, scale="auto", solved_below=None,
+                detail=False):
+    """The whole step: compute, store in the database, write the files; returns the comparison in plain
+    words (summary.py), followed with detail=True by the statistical tables."""
     comparisons, ranks = compare(db_path, value, higher, rope, scale, solved_below)
     store(db_path, comparisons)
     write_outputs(db_path, out_dir, comparisons, ranks, value)
-    return report(comparisons, ranks)
+    plain = summary(comparisons, ranks)
+    if not detail:
+        return plain
+    return f"{plain}\n== the statistical tables (mosaic_compare --help explains each column) ==\n\n" + report(
+        comparisons, ranks)

@@ -9,7 +9,8 @@ Tables:
     metrics(run_id, epoch, name, value)        test-set metrics per epoch ([PROCESS] metrics, a metrics() hook)
     final_metrics(run_id, name, value)         their values at the last epoch
     meta(name, value)                          schema_version, ini_path, run_files_path, built_at,
-                                               mosaic_version, epoch_loss (how an epoch's loss is averaged)
+                                               mosaic_version, epoch_loss (how an epoch's loss is averaged),
+                                               plots (the folder the workflow's plots are in)
     run_stamps(run_id, stamp)                  what each run's rows were read from (incremental updates)
 NaN and infinite losses are stored as NULL and the run is marked diverged.
 
@@ -286,6 +287,22 @@ def open_db(path):
         db.close()
         raise DatabaseError(path, "not a Mosaic database")
     return db
+
+
+def set_meta(db_path, name, value):
+    """Set one meta row (the plots folder the workflow wrote, say), keeping the file's modification time:
+    Snakemake would otherwise take the database for new and redo every plot made from it."""
+    stat = os.stat(db_path)
+    with closing(open_db(db_path)) as db, db:
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, str(value)))
+    os.utime(db_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def meta_value(db_path, name):
+    """A meta row's value, None when absent."""
+    with closing(open_db(db_path)) as db:
+        row = db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return None if row is None else row[0]
 
 
 def select_run_ids(db_path, ids=None, status=None, param=None):

@@ -11,7 +11,7 @@ NEGLIGIBLE = 1e-3  # the default rule: a final loss below this fraction of its f
 SMALL_RATIO = 2.0  # two centers within this factor: a gap that matters little once both solve the task
 
 
-def _number(x):
+def short_number(x):
     if x == 0:
         return "0"
     if 1e-3 <= abs(x) < 10:
@@ -19,7 +19,7 @@ def _number(x):
     return f"{x:.0f}" if 10 <= abs(x) < 1e4 else f"{x:.1e}"
 
 
-def _p(p):
+def p_text(p):
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}".replace("e-0", "e-")
 
 
@@ -53,9 +53,9 @@ def gap(row, best, other, value):
         interval = "" if ends is None else f"{ci} {_factor(ends[0])}-{_factor(ends[1])}×"
     else:
         lower = effect >= 0
-        text = f"{best}'s {value} is {_number(abs(effect))} {'lower' if lower else 'higher'}"
+        text = f"{best}'s {value} is {short_number(abs(effect))} {'lower' if lower else 'higher'}"
         ends = None if low is None else (low, high) if lower else (-high, -low)
-        interval = "" if ends is None else f"{ci} {_number(ends[0])} to {_number(ends[1])}"
+        interval = "" if ends is None else f"{ci} {short_number(ends[0])} to {short_number(ends[1])}"
     return f"{text} than {other}'s", interval
 
 
@@ -100,18 +100,18 @@ def _failures(best, rows, by_label):
         row = worse[0]
         other = by_label[row["label"]]
         text += (f", significantly more often than {other.label} ({other.n_bad} of {other.n_ended}, Fisher "
-                 f"p = {_p(row['fisher_p'])}): {best.label} is the best only among the runs that ended")
+                 f"p = {p_text(row['fisher_p'])}): {best.label} is the best only among the runs that ended")
     return text
 
 
 def _solved_rule(value, solved_below, first):
     if solved_below is not None:
         return f"{value} below {solved_below:g} (--solved-below)"
-    return (f"{value} below 1/{1 / NEGLIGIBLE:.0f} of its first-epoch value, about {_number(first)} "
+    return (f"{value} below 1/{1 / NEGLIGIBLE:.0f} of its first-epoch value, about {short_number(first)} "
             "(--solved-below sets another)")
 
 
-def _solved(group, d, solved_below):
+def solves(group, d, solved_below):
     if d["center"] is None:
         return False
     if solved_below is not None:
@@ -122,7 +122,7 @@ def _solved(group, d, solved_below):
     return first > 0 and d["center"] <= NEGLIGIBLE * first
 
 
-def _solved_note(solvers, value, solved_below):
+def solved_note(solvers, value, solved_below):
     """'; by the rule ..., a and b both solve the task (9.4e-12 and 1.9e-11)': '' unless the best and
     another group do."""
     if len(solvers) < 2:
@@ -132,7 +132,7 @@ def _solved_note(solvers, value, solved_below):
     names = [group.label for group, _ in solvers]
     centers = [d["center"] for _, d in solvers]
     who = f"{names[0]} and {names[1]} both" if len(names) == 2 else f"{', '.join(names[:-1])} and {names[-1]} all"
-    text = f"; by the rule '{rule}', {who} solve the task ({' and '.join(_number(c) for c in centers)})"
+    text = f"; by the rule '{rule}', {who} solve the task ({' and '.join(short_number(c) for c in centers)})"
     if max(centers) <= SMALL_RATIO * min(centers):
         text += f", within {SMALL_RATIO:g}× of each other"
     return text
@@ -151,10 +151,10 @@ def _statement(row, best, bd, other, od, value):
         )
     size, interval = gap(row, best.label, other.label, value)
     if p < ALPHA:
-        return "behind", f"{best.label} beats {other.label} on {value}: {size} ({interval}, p = {_p(p)}, Holm)"
+        return "behind", f"{best.label} beats {other.label} on {value}: {size} ({interval}, p = {p_text(p)}, Holm)"
     text = (
         f"no significant difference between {best.label} and {other.label} on {value} at "
-        f"{_n_text(bd['n'], od['n'])} (p = {_p(p)}, Holm; {size}, {interval})"
+        f"{_n_text(bd['n'], od['n'])} (p = {p_text(p)}, Holm; {size}, {interval})"
     )
     guide = needed(row)
     return "tier", text + (f": {guide}" if guide else "")
@@ -186,14 +186,14 @@ def write_verdict(described, rows, value, higher, scale, rope=None, solved_below
         if (row["fisher_p"] is not None and row["fisher_p"] < ALPHA
                 and (other.failure_rate or 0) > (best.failure_rate or 0)):
             text += (f"; {other.label} failed or diverged significantly more often ({other.n_bad} of "
-                     f"{other.n_ended} runs against {best.n_bad} of {best.n_ended}, Fisher p = {_p(row['fisher_p'])})")
+                     f"{other.n_ended} runs against {best.n_bad} of {best.n_ended}, Fisher p = {p_text(row['fisher_p'])})")
         placed[kind].append(text)
     text = "; ".join(placed["tier"] + placed["behind"] + placed["untested"])
     text += _failures(best, rows, by_label)
     if not higher and rope is None:
         members = [best] + [by_label[row["label"]] for row in rows]
-        text += _solved_note([(g, descriptions[g.label]) for g in members
-                              if _solved(g, descriptions[g.label], solved_below)], value, solved_below)
+        text += solved_note([(g, descriptions[g.label]) for g in members
+                              if solves(g, descriptions[g.label], solved_below)], value, solved_below)
     members = [(best, bd)] + [(by_label[row["label"]], descriptions[row["label"]]) for row in rows]
     constant = [_constant(g, d) for g, d in members if d["constant"] and not _untested_pair(g, best, rows)]
     if constant:

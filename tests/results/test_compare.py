@@ -158,12 +158,13 @@ def test_the_critical_difference_diagram_needs_a_detectable_difference():
 
 
 def test_compare_command(db_path, tmp_path, capsys):
-    assert mosaic_compare([db_path, "--out", str(tmp_path / "o"), "--rope", "0.05"]) == 0
+    assert mosaic_compare([db_path, "--out", str(tmp_path / "o"), "--rope", "0.05", "--detail"]) == 0
     printed = capsys.readouterr()
-    assert "P(practically equal)" in printed.out and "P(rope equal)" in printed.out
+    assert "P(practically equal)" in printed.out and "P(equal)" in printed.out
     assert printed.err == ""  # no library warning above the tables
     assert "compared on the log scale: geometric means, ratios" in printed.out
-    assert mosaic_compare([db_path, "--out", str(tmp_path / "o"), "--scale", "linear", "--solved-below", "1"]) == 0
+    assert mosaic_compare([db_path, "--out", str(tmp_path / "o"), "--scale", "linear", "--solved-below", "1",
+                           "--detail"]) == 0
     printed = capsys.readouterr().out
     assert "compared on the linear scale: means, differences" in printed and "| ratio |" not in printed
     assert "by the rule 'test_loss below 1 (--solved-below)', net_brick width=4 and net_funnel width=4 both" in printed
@@ -231,14 +232,25 @@ width = 8
 @pytest.mark.slow
 def test_mosaic_run_names_the_clearly_better_architecture(tmp_path):
     """A bottleneck of width 1 cannot learn OR in 8 epochs; a width of 8 can: the workflow's compare
-    step, run without being asked, says so."""
+    step, run without being asked, says so, and mosaic_run ends with it in plain words; mosaic_compare
+    then writes beside the workflow's plots, not into a second folder."""
     exp = Experiment(tmp_path / "exp")
     exp.ini.write_text(BOTTLENECK_INI)
-    exp.run()
-    markdown = (exp.folder / "database_plots" / "comparison.md").read_text()
-    assert "**Verdict:** wide_8 beats bottleneck_1 on test_loss" in markdown
+    out = exp.run("--plots", "results/plots").stdout
+    plain = re.compile(r"^  wide_8 beats bottleneck_1: test_loss \S+ vs \S+ \(\d+× lower; won all 16 replicate pairs; "
+                       r"p = \S+\)\.$", re.M)
+    assert plain.search(out)
+    assert re.search(r"^  rank  group +test_loss \(geometric mean\)  95% interval +n\n  1     wide_8 ", out, re.M)
+    assert out.endswith("\n\nthe statistical tables: mosaic_compare database.db --detail\n")
+    markdown = (exp.folder / "results" / "plots" / "comparison.md").read_text()
+    assert "**Verdict:** wide_8 beats bottleneck_1 on test_loss" in markdown and plain.search(markdown)
     assert exp.query("SELECT verdict FROM verdicts")[0][0].startswith("wide_8 beats bottleneck_1")
     assert exp.query("SELECT label, n FROM groups ORDER BY rank") == [("wide_8", 4), ("bottleneck_1", 4)]
-    printed = exp.command("mosaic_compare", "database.db", "--out", "by_hand", check=0).stdout
-    assert "verdict: wide_8 beats bottleneck_1 on test_loss" in printed
+    printed = exp.command("mosaic_compare", "database.db", check=0).stdout
+    assert plain.search(printed) and "welch_p*" not in printed
+    assert printed.endswith("\nfiles written in results/plots; the statistical tables: --detail\n")
+    assert not (exp.folder / "database_plots").exists()
+    printed = exp.command("mosaic_compare", "database.db", "--out", "by_hand", "--detail", check=0).stdout
+    assert plain.search(printed) and "verdict: wide_8 beats bottleneck_1 on test_loss" in printed
+    assert printed.index("beats bottleneck_1:") < printed.index("== the statistical tables") < printed.index("welch_p*")
     assert (exp.folder / "by_hand" / "groups.csv").exists()

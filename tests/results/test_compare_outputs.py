@@ -16,7 +16,7 @@ from mosaic.results.compare import COMPARISON_COLUMNS, GROUP_COLUMNS, Ranks, com
 def test_run_compare_stores_tables_and_files(db_path, tmp_path):
     before = os.stat(db_path).st_mtime_ns
     out = tmp_path / "plots"
-    text = outputs.run_compare(db_path, str(out))
+    text = outputs.run_compare(db_path, str(out), detail=True)
     assert os.stat(db_path).st_mtime_ns == before  # Snakemake must not take the database for new
     assert "verdict: no significant difference between net_brick width=4 and net_funnel width=4 on test_loss" in text
     with sqlite3.connect(db_path) as db:
@@ -116,7 +116,7 @@ def test_nothing_finished_yet_still_writes_every_file(db_path, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     (out / "critical_difference.png").write_bytes(b"a diagram of an earlier comparison")
-    text = outputs.run_compare(db_path, str(out))
+    text = outputs.run_compare(db_path, str(out), detail=True)
     assert "verdict: no finished replicate has a test_loss: nothing to compare" in text
     for name in outputs.output_names("test_loss").values():
         assert (out / name).stat().st_size > 0

@@ -15,6 +15,7 @@ rule compare:
         groups=report(compare_files()["groups"], caption="../report/compare.rst", category="Verdicts"),
         values=report(compare_files()["values"], caption="../report/compare.rst", category="Verdicts"),
         curves=report(compare_files()["curves"], caption="../report/compare.rst", category="Verdicts"),
+        summary=compare_files()["summary"],  # the comparison in plain words: mosaic_run prints it at its end
     log:
         os.path.join(LOGS, "compare.log"),
     params:
