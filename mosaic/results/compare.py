@@ -13,7 +13,7 @@ on; over every pair it stays below, tests/results/test_verdict.py):
   verdict (verdict.py) places every model key from these.
 - "variants of <model key>": each variant of a model key against the key's best variant.
 Across dataset keys: average ranks, Friedman's test and Nemenyi's critical difference, the diagram drawn
-only where a difference could be detected. README.md ("Which architecture wins") explains each column.
+only where a difference could be detected. docs/statistics.md and `mosaic_compare --help` explain each column.
 
 scipy and numpy are imported inside the functions that need them: importing this module stays cheap.
 """

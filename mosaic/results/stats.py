@@ -3,7 +3,7 @@ description (mean, geometric mean, median, interquartile mean, std, a Student t 
 the tests of one group against another (the difference or ratio with its Welch t interval, Welch's t-test,
 the exact Mann-Whitney test, Hedges' g, the probability of superiority with Newcombe's interval, a range of
 the replicates a t-test would need, the Behrens-Fisher ROPE posterior), Fisher's exact test of failure
-counts and Holm's correction. compare.py says what each is for; README.md ("Which architecture wins")
+counts and Holm's correction. compare.py says what each is for; docs/statistics.md
 explains each column.
 
 Every interval is one a statistician can check by simulation (tests/results/test_calibration.py): the t

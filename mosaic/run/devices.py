@@ -23,7 +23,7 @@ class GpuWaitTimeout(MosaicError, TimeoutError):
 def default_lock_dir():
     """The folder of the lock files: MOSAIC_GPU_LOCK_DIR (read at each call), else DEFAULT_LOCK_DIR.
 
-    A team sharing GPUs sets MOSAIC_GPU_LOCK_DIR to a folder of their common group (see README.md, "GPUs").
+    A team sharing GPUs sets MOSAIC_GPU_LOCK_DIR to a folder of their common group (see docs/gpus-and-slurm.md).
     """
     return os.environ.get("MOSAIC_GPU_LOCK_DIR") or DEFAULT_LOCK_DIR
 

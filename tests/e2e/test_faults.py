@@ -2,7 +2,7 @@
 the database build) with a resume after each; one run's job killed alone; a full disk during the
 database build. Real mosaic_run / Snakemake runs in temporary folders.
 
-MOSAIC_FAULT_MOMENTS sets the number of kills (3 by default; the full suite in README.md uses 10).
+MOSAIC_FAULT_MOMENTS sets the number of kills (3 by default; the full suite in docs/development.md uses 10).
 """
 
 import contextlib
@@ -280,7 +280,7 @@ def test_savedb_and_status_calls_while_an_experiment_runs(tmp_path):
                         failures.append((name, "corrupted copy"))
                     if connection.execute("SELECT COUNT(*) FROM runs").fetchall() != [(4,)]:
                         failures.append((name, "runs missing from the copy"))
-            elif not done.stdout.startswith("Done"):
+            elif not done.stdout.startswith("4 runs: "):
                 failures.append((name, done.stdout[-500:]))
 
     threads = [threading.Thread(target=calls, args=("mosaic_savedb", copy)),

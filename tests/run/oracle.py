@@ -1,4 +1,4 @@
-"""The oracle: a plain PyTorch training loop implementing the documented semantics of a run (README, "The
+"""The oracle: a plain PyTorch training loop implementing the documented semantics of a run (docs/classes.md, "The
 class protocol"), for tests/run/test_oracle.py. It reads a run's spec.json and context.json and nothing else
 of Mosaic: what Mosaic computes for that run must equal what this computes.
 

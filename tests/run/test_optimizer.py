@@ -55,7 +55,7 @@ def test_the_update_is_torchs_fused_implementation_bit_for_bit(name):
     train(theirs, getattr(torch.optim, name)(theirs.parameters(), lr=1e-2, fused=True), steps=200)
     assert torch.equal(flat_values(ours), flat_values(theirs))
     assert not torch.equal(flat_values(ours), flat_values(mlp()))  # it learned
-    # the default single-tensor implementation: the same to about 1e-7 (README, "The class protocol")
+    # the default single-tensor implementation: the same to about 1e-7 (docs/classes.md)
     train(default, getattr(torch.optim, name)(default.parameters(), lr=1e-2), steps=200)
     assert torch.allclose(flat_values(ours), flat_values(default), rtol=0, atol=1e-5)
 

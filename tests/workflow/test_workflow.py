@@ -37,13 +37,13 @@ def test_tutorial_end_to_end_with_mosaic_run(tmp_path):
     indicators = exp.query("SELECT overfit, trainability, slope, train_loss, test_loss FROM runs")
     assert all(v is not None and math.isfinite(v) for row in indicators for v in row)
     keys = exp.query("SELECT DISTINCT module_type, value FROM params WHERE name = 'key' ORDER BY 1, 2")
-    assert keys == [("dataset", "data_dataset_OR"), ("mlp", "mlp_mlp_brick"), ("mlp", "mlp_mlp_funnel")]
+    assert keys == [("dataset", "dataset_OR"), ("mlp", "mlp_brick"), ("mlp", "mlp_funnel")]
     assert exp.query("SELECT value FROM params WHERE run_id = 5 AND name = 'width'") == [(3,)]
 
     plots = exp.folder / "database_plots"
     assert pdf_pages(plots / "plotloss.pdf") == 3  # 24 panels, 3 x 3 a page
     for value in VALUES:
-        width, height = png_size(plots / f"metaplot_data_dataset_OR_{value}.png")
+        width, height = png_size(plots / f"metaplot_dataset_OR_{value}.png")
         assert width > 200 and height > 200
 
     # The seed's analysis commands, on the result.
@@ -76,12 +76,12 @@ def test_plain_snakemake_from_the_repository_root(tmp_path):
         (4, "done", "done")
     ]
     assert pdf_pages(tmp_path / "out" / "plots" / "plotloss.pdf") == 1
-    png_size(tmp_path / "out" / "plots" / "metaplot_data_dataset_OR_slope.png")
+    png_size(tmp_path / "out" / "plots" / "metaplot_dataset_OR_slope.png")
     # Each run's files are named by its content hash, in the ini's run_files_path.
     assert len(list((exp.folder / ".runs").glob("*/model.pt"))) == 4
 
     # The numbers beside each metaplot are outputs of its job: one deleted is drawn again.
-    table = tmp_path / "out" / "plots" / "metaplot_data_dataset_OR_slope.csv"
+    table = tmp_path / "out" / "plots" / "metaplot_dataset_OR_slope.csv"
     assert table.read_text().splitlines()[0].startswith("dataset_key,model_key,")
     table.unlink()
     again = subprocess.run(
@@ -171,7 +171,7 @@ def test_experiment_layer_uses_the_standard_library_only():
     assert loaded.stdout.strip() == "['mosaic']"
 
 
-# The floors of mosaic/, lowest first (README.md, "Layout"): a module imports its own floor or lower ones, and
+# The floors of mosaic/, lowest first (docs/development.md, "Layout"): a module imports its own floor or lower ones, and
 # never the other room of its floor (run and results are independent). mosaic/__init__.py and mosaic/lib.py (the
 # original's helpers for user code) are the roof.
 FLOORS = {"errors": 0, "runfiles": 0, "version": 0, "experiment": 1, "run": 2, "results": 2, "ops": 3}
