@@ -77,6 +77,9 @@ def test_plain_snakemake_from_the_repository_root(tmp_path):
     ]
     assert pdf_pages(tmp_path / "out" / "plots" / "plotloss.pdf") == 1
     png_size(tmp_path / "out" / "plots" / "metaplot_dataset_OR_slope.png")
+    # it ends, as mosaic_run does, with the comparison in plain words
+    summary = (tmp_path / "out" / "plots" / "summary.txt").read_text()
+    assert summary.startswith("dataset_OR: test_loss, lower is better\n") and done.stdout.endswith(f"\n{summary}\n")
     # Each run's files are named by its content hash, in the ini's run_files_path.
     assert len(list((exp.folder / ".runs").glob("*/model.pt"))) == 4
 

@@ -27,3 +27,10 @@ rule compare:
         "../envs/mosaic.yaml"
     script:
         "../scripts/compare.py"
+
+
+# Plain `snakemake` ends, as mosaic_run does, with the comparison in plain words (when the workflow made one).
+onsuccess:
+    if os.path.exists(compare_files()["summary"]):
+        with open(compare_files()["summary"]) as summary:
+            print(f"\n{summary.read()}")
