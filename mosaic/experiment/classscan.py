@@ -20,24 +20,33 @@ def find_class(path, class_name):
     return star_import or class_name in names
 
 
-def _top_level_names(path):
+def syntax_tree(path):
+    """The file's parsed syntax tree (ast.Module), cached per file version; UserClassError if unreadable."""
     try:
         stat = os.stat(path)
     except OSError as error:
         raise UserClassError(path, f"cannot read: {error.strerror}") from None
-    return _names_in_file(path, stat.st_mtime_ns, stat.st_size)
+    return _parse(path, stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=256)
-def _names_in_file(path, mtime_ns, size):
-    """(names bound at top level, has a star import); cached per file version."""
+def _parse(path, mtime_ns, size):
     try:
         with open(path, "rb") as handle:
-            tree = ast.parse(handle.read(), filename=path)
+            return ast.parse(handle.read(), filename=path)
     except SyntaxError as error:
         raise UserClassError(path, f"line {error.lineno}: syntax error: {error.msg}") from None
     except (OSError, ValueError) as error:
         raise UserClassError(path, f"cannot parse: {error}") from None
+
+
+def _top_level_names(path):
+    return _names_in_tree(syntax_tree(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _names_in_tree(tree):
+    """(names bound at top level, has a star import)."""
     names, star = set(), False
     for node in _top_level_statements(tree.body):
         if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -107,10 +116,22 @@ def _warn_once(line):
         print(line, file=sys.stderr, flush=True)
 
 
-def check_class(path, class_name, place):
+def defined_classes(path):
+    """The classes a file defines at top level (class statements), in file order."""
+    names = (node.name for node in _top_level_statements(syntax_tree(path).body) if isinstance(node, ast.ClassDef))
+    return list(dict.fromkeys(names))
+
+
+def check_class(path, class_name, place, shown):
+    """A UserClassError at `place` unless the file defines `class_name`; the message names the file as `shown`
+    (as the ini writes it) and the classes it defines (those not starting with '_', if any)."""
     try:
         found = find_class(path, class_name)
     except MosaicError as error:
         raise UserClassError(place, str(error), class_name) from None
     if not found:
-        raise UserClassError(place, f"no class {class_name!r} in {path}", class_name)
+        classes = defined_classes(path)
+        listed = [name for name in classes if not name.startswith("_")] or classes
+        defines = f"it defines: {', '.join(listed)}" if listed else "it defines no class"
+        raise UserClassError(place, f"{os.path.normpath(shown)} defines no class {class_name!r}; {defines}",
+                             class_name)

@@ -2,7 +2,6 @@
 
 import ast
 import configparser
-import difflib
 import itertools
 import math
 import os
@@ -12,6 +11,7 @@ from mosaic.errors import ConfigError, where
 from mosaic.experiment.classscan import check_class, resolve_file
 from mosaic.experiment.expand import check_distinct_variants, expand_runs, module_json_text, process_json_text
 from mosaic.experiment.model import Experiment, Module, Monitor, Process, format_value
+from mosaic.experiment.suggest import did_you_mean, found_instead
 from mosaic.experiment.torchnames import LOSSES, OPTIMIZERS
 from mosaic.experiment.values import FLOAT, INT, MAX_COMBINATIONS, parse_size, parse_values, typed_scalar
 
@@ -19,14 +19,6 @@ RESERVED_KEYS = ("type", "class", "path_to_class", "key")
 _GPU_NAME = re.compile(r"cuda:[0-9]+")
 DEFAULT_KEY_TEMPLATE = "{class}"
 _NO_DEFAULT_SECTION = "\x00mosaic: no default section\x00"
-
-
-def did_you_mean(word, candidates, cutoff=0.75):
-    """' (did you mean 'x'?)' for the closest candidate to a misspelled `word` (or one differing only in
-    case), or ''."""
-    same_but_case = [candidate for candidate in sorted(candidates) if candidate.lower() == word.lower()]
-    close = same_but_case or difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=cutoff)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _read_ini(ini_path):
@@ -88,7 +80,7 @@ class _Section:
         self.used.add(key)
         if key not in self.items:
             if required:
-                self.fail(key, "required key is missing" + did_you_mean(key, set(self.items) - self.used))
+                self.fail(key, "required key is missing" + found_instead(key, set(self.items) - self.used))
             return default
         value = self.items[key].strip()
         if not value:
@@ -180,7 +172,7 @@ def _parse_process(section, ini_dir):
     loss_file = None
     if loss_path is not None:
         loss_file = resolve_file(loss_path, ini_dir, section.place("path_to_class_loss_function"))
-        check_class(loss_file, loss_class, section.place("class_loss_function"))
+        check_class(loss_file, loss_class, section.place("class_loss_function"), loss_path)
     process = Process(
         lr=lr,
         epochs=section.integer("epochs", minimum=1, required=True),
@@ -283,7 +275,7 @@ def _parse_class_section(section, ini_dir, scheme_types):
     for class_name in grid[class_index]:
         if not isinstance(class_name, str) or not class_name.isidentifier():
             section.fail("class", f"not a valid class name: {class_name!r}")
-        check_class(path, class_name, section.place("class"))
+        check_class(path, class_name, section.place("class"), path_written)
     key_parts = _parse_key_template(template, section, grid_keys)
     combinations = math.prod(len(values) for values in grid)
     if combinations > MAX_COMBINATIONS:
@@ -352,6 +344,19 @@ def run_files_path_of(ini_path):
     shown = str(ini_path)
     section = _Section(shown, _read_ini(shown), "PROCESS")
     return _local_path(section.text("run_files_path", ".runs"), os.path.dirname(os.path.abspath(shown)))
+
+
+def single_replicate_warning(ini_path):
+    """The warning for an ini that leaves [MONITOR] multiplicity at 1 by not giving it, or None."""
+    shown = str(ini_path)
+    parser = _read_ini(shown)
+    if not parser.has_section("MONITOR"):
+        return (f"{shown}: no [MONITOR] section: each run is trained once (multiplicity = 1); add [MONITOR]"
+                " multiplicity = 3 for replicates to compare")
+    if not parser.has_option("MONITOR", "multiplicity"):
+        return (f"{shown}: [MONITOR] gives no multiplicity: each run is trained once (multiplicity = 1); add"
+                " multiplicity = 3 for replicates to compare")
+    return None
 
 
 def load_experiment(ini_path):

@@ -8,6 +8,7 @@ import re
 import sys
 
 from mosaic.errors import UserClassError
+from mosaic.experiment.suggest import found_instead
 
 
 def module_name(path):
@@ -58,9 +59,10 @@ def construct(cls, section_params, run_info, label):
             kwargs[param.name] = run_info[param.name]
         elif param.default is param.empty:
             known = sorted(set(section_params) | set(run_info))
+            hint = found_instead(param.name, set(section_params) - set(inspect.signature(cls).parameters))
             raise UserClassError(
                 label, f"constructor argument '{param.name}' is neither in its section nor in"
-                f" run_info (known: {', '.join(known)})"
+                f" run_info{hint or ' (known: ' + ', '.join(known) + ')'}"
             )
     if takes_extra:
         for name, value in section_params.items():

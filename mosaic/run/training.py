@@ -56,6 +56,17 @@ def module_info(module):
     return info
 
 
+def kind_of(value):
+    """What a value is, for a message: 'None', 'a tuple of 3 items', 'a DataLoader', 'an int'."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    article = "an" if name[:1].lower() in "aeio" else "a"
+    if isinstance(value, (tuple, list)):
+        return f"{article} {name} of {len(value)} item{'s' if len(value) != 1 else ''}"
+    return f"{article} {name}"
+
+
 def label(run, module):
     return f"run {run.run_id} [{module.section}] {module.class_name}"
 
@@ -94,9 +105,8 @@ class Pipeline:
             self._merge_info(obj)
         if not (isinstance(data, (tuple, list)) and len(data) == 2):
             last = self.run.data_modules[-1]
-            raise MosaicError(
-                f"{label(self.run, last)}: the last data class must return (train_loader, test_loader)"
-            )
+            raise MosaicError(f"{label(self.run, last)}: {last.class_name}.prepare returned {kind_of(data)};"
+                              " expected (train_loader, test_loader)")
         self.run_info["train_loader"], self.run_info["test_loader"] = data
         return data
 

@@ -221,11 +221,32 @@ def test_missing_class_file(tmp_path, monkeypatch):
     assert str(tmp_path / "nowhere" / "mlp.py") in message
 
 
-def test_missing_class(tmp_path):
+def test_missing_class_lists_the_classes_the_file_defines(tmp_path):
     message = ini_error(tmp_path, TUTORIAL.replace("class = mlp_funnel", "class = mlp_funnel, mlp_ghost"))
-    assert_names(message, "mlp_funnel", "class")
-    assert "no class 'mlp_ghost'" in message
-    assert os.path.realpath(tmp_path / "mlp.py") in message
+    assert message == (f"{tmp_path / 'config.ini'}: [mlp_funnel] class: mlp.py defines no class 'mlp_ghost';"
+                       " it defines: mlp_funnel, mlp_brick")
+
+
+def test_missing_required_key_names_what_was_found_instead(tmp_path):
+    message = ini_error(tmp_path, TUTORIAL.replace("epochs = 400", "epoch = 6"))
+    assert message == (f"{tmp_path / 'config.ini'}: [PROCESS] epochs: required key is missing"
+                       " (found 'epoch': did you mean 'epochs'?)")
+
+
+@pytest.mark.parametrize("monitor, expected", [
+    ("", "config.ini: no [MONITOR] section: each run is trained once (multiplicity = 1); add [MONITOR]"
+         " multiplicity = 3 for replicates to compare"),
+    ("[MONITOR]\nnb_processus = 2\n", "config.ini: [MONITOR] gives no multiplicity: each run is trained once"
+                                       " (multiplicity = 1); add multiplicity = 3 for replicates to compare"),
+    ("[MONITOR]\nmultiplicity = 1\n", None),  # one replicate, as written
+    (MONITOR, None),
+])
+def test_a_single_replicate_left_by_default_is_warned_of(tmp_path, monkeypatch, monitor, expected):
+    from mosaic.experiment.ini import single_replicate_warning
+
+    write_ini(tmp_path, "\n".join([PROCESS, monitor, DATASET, FUNNEL]))
+    monkeypatch.chdir(tmp_path)
+    assert single_replicate_warning("config.ini") == expected
 
 
 def test_class_file_syntax_error(tmp_path):

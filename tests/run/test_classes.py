@@ -113,6 +113,13 @@ def test_construct_missing_argument_names_class_and_argument():
     assert "\n" not in message
 
 
+def test_construct_missing_argument_names_the_near_miss_of_the_section():
+    with pytest.raises(MosaicError) as caught:
+        construct(Recorder, {"width": 3, "input_sise": 2}, {"run_id": 1}, "run 1 [model] Recorder")
+    assert str(caught.value) == ("run 1 [model] Recorder: constructor argument 'input_size' is neither in its"
+                                 " section nor in run_info (found 'input_sise': did you mean 'input_size'?)")
+
+
 def test_construct_kwargs_receive_the_remaining_section_params():
     class Open:
         def __init__(self, width, **kwargs):

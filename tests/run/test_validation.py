@@ -98,7 +98,8 @@ def test_process_extra_keys_stay_but_near_misses_fail(tmp_path):
 
 def test_missing_required_key_names_the_near_miss(tmp_path):
     process = PROCESS.replace("epochs = 400", "epoch = 400")
-    fails(tmp_path, tutorial(process=process), "[PROCESS] epochs", "required", "did you mean 'epoch'?")
+    fails(tmp_path, tutorial(process=process), "[PROCESS] epochs", "required",
+          "(found 'epoch': did you mean 'epochs'?)")
 
 
 # ---------------------------------------------------------------- value grammar
