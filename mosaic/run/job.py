@@ -102,15 +102,20 @@ def locate(arguments):
     raise MosaicError("expected SPEC_FILE, or INI RUN_HASH")
 
 
+def use_download_cache(monitor):
+    """mosaic.download_file (mosaic/run/cache.py) reads its settings from the ini's [MONITOR], through the
+    environment."""
+    os.environ["MOSAIC_CACHE_DB"] = monitor.cache_database_path
+    os.environ["MOSAIC_CACHE_SIZE"] = str(monitor.cache_size)
+
+
 def train(located, threads):
     """Select the device, then train; imports torch only here."""
     experiment, run = located.experiment, located.run
     from mosaic.run.devices import select_device
 
     run_label = f"run {run.run_id} ({run.pipeline})"
-    # mosaic.download_file (mosaic/cache.py) reads its settings from the ini's [MONITOR].
-    os.environ["MOSAIC_CACHE_DB"] = experiment.monitor.cache_database_path
-    os.environ["MOSAIC_CACHE_SIZE"] = str(experiment.monitor.cache_size)
+    use_download_cache(experiment.monitor)
     device, gpu_lock, device_name = select_device(experiment.monitor, run_label)
     import torch
 

@@ -122,6 +122,11 @@ def fused_adam_step(optimizer):
     return step
 
 
+def require_parameters(parameters):
+    if not parameters:
+        raise MosaicError("the model modules have no parameters to optimize")
+
+
 def make_optimizer(experiment, parameters):
     """The [PROCESS] optimizer over `parameters`, lr from the ini, fused where the class has a fused
     kernel for these tensors (see the module)."""
@@ -131,8 +136,7 @@ def make_optimizer(experiment, parameters):
         raise MosaicError(
             f"{experiment.ini_path}: [PROCESS] optimizer: torch.optim has no '{process.optimizer}'"
         )
-    if not parameters:
-        raise MosaicError("the model modules have no parameters to optimize")
+    require_parameters(parameters)
 
     def make(tensors):
         devices = FUSED.get(process.optimizer, set())

@@ -22,7 +22,7 @@ INI_CASES = [
     ("`epochs = 2.5`", [("epochs = 400", "epochs = 2.5")], "[PROCESS] epochs: not an integer: '2.5'"),
     ("`epochs = ٣` (an Arabic-Indic digit)", [("epochs = 400", "epochs = ٣")], "[PROCESS] epochs: not an integer"),
     ("`epoch = 400` (misspelled required key)", [("epochs = 400", "epoch = 400")],
-     "[PROCESS] epochs: required key is missing (did you mean 'epoch'?)"),
+     "[PROCESS] epochs: required key is missing (found 'epoch': did you mean 'epochs'?)"),
     ("`data_scheme = dataset,`", [("data_scheme = dataset", "data_scheme = dataset,")],
      "[PROCESS] data_scheme: empty item"),
     ("`pipeline_scheme = mlpp` (typo in a scheme)", [("pipeline_scheme = mlp", "pipeline_scheme = mlpp")],
@@ -55,7 +55,7 @@ INI_CASES = [
     ("a section whose type is in no scheme", [("type = mlp\nclass = mlp_funnel", "type = net\nclass = mlp_funnel")],
      "[mlp_funnel] type: type 'net' is in neither data_scheme nor pipeline_scheme"),
     ("a class the file does not define", [("class = mlp_funnel", "class = mlp_nope")],
-     "[mlp_funnel] class: no class 'mlp_nope' in"),
+     "[mlp_funnel] class: mlp.py defines no class 'mlp_nope'; it defines: mlp_funnel, mlp_brick"),
     ("a class file that does not exist", [("path_to_class = ./mlp.py\nkey = mlp_funnel",
                                            "path_to_class = ./nope.py\nkey = mlp_funnel")],
      "[mlp_funnel] path_to_class: file not found"),
@@ -151,7 +151,7 @@ RUN_CASES = [
     ("prepare() raises", "PrepareRaises", "Affine", "ValueError: cannot read the data set"),
     ("a data class raising in __init__", "InitRaises", "Affine", "RuntimeError: bad init"),
     ("prepare() returns one loader", "OneLoader", "Affine",
-     "the last data class must return (train_loader, test_loader)"),
+     "[data] OneLoader: OneLoader.prepare returned a DataLoader; expected (train_loader, test_loader)"),
     ("a loader of (x, y, z) batches", "Triples", "Affine",
      "a data loader gave a batch of 3 items; each batch must be (inputs, targets)"),
     ("an empty loader", "EmptyLoader", "Affine", "a data loader is empty"),
@@ -161,6 +161,28 @@ RUN_CASES = [
     ("a model without parameters", "Toy", "NoParams", "the model modules have no parameters to optimize"),
     ("a detached output (the loss needs no grad)", "Toy", "Detached", "the loss does not require grad"),
     ("the run folder cannot be created (a file is in the way)", "Toy", "Affine", "cannot create its folder"),
+]
+
+# `mosaic_run` on the tutorial (small_settings: 4 runs) where a class would fail every run: caught once before
+# anything is launched (mosaic/run/preflight.py), exit status 2, no run folder, no database.
+# (input, [(old text, new text), ...] applied to the ini, each to its first occurrence, the message's start); the
+# classes are in tests/e2e/test_bad_input.py (PREFLIGHT_CLASSES, written as bad.py).
+PREFLIGHT_CASES = [
+    ("`widht = {2-3}` (a misspelled constructor argument)", [("width = {2-3}", "widht = {2-3}")],
+     "config.ini: [mlp_funnel]: mlp_funnel (mlp.py) needs constructor argument 'width', neither in the section nor"
+     " in the info() of the classes before it (found 'widht': did you mean 'width'?)"),
+    ("forward() raises", [("class = mlp_funnel\npath_to_class = mlp.py", "class = Raises\npath_to_class = bad.py")],
+     "bad.py:11: RuntimeError: boom in forward (pre-flight of run 1, dataset_OR(1,200,0.8) | Raises(4,2): nothing"
+     " was launched; --no-preflight skips this check)"),
+    ("prepare() returns one loader", [("class = dataset_OR\npath_to_class = dataset.py",
+                                       "class = OneLoader\npath_to_class = bad.py")],
+     "run 1 [dataset_OR] OneLoader: OneLoader.prepare returned a DataLoader; expected (train_loader, test_loader)"
+     " (pre-flight of run 1, OneLoader(1,200,0.8) | mlp_funnel(4,2): nothing was launched; --no-preflight skips"
+     " this check)"),
+    ("a constructor argument missing where the file does not say (a base class from another file)",
+     [("class = mlp_funnel\npath_to_class = mlp.py", "class = Brick\npath_to_class = bad.py"),
+      ("length = 4\nwidth = {2-3}", "width = {2-3}")],
+     "run 1 [mlp_funnel] Brick: constructor argument 'length' is neither in its section nor in run_info (known: "),
 ]
 
 # Outcomes that are results, not errors: (input, what happens).
@@ -184,6 +206,7 @@ def markdown():
         ("file", [(case[0], case[2]) for case in FILE_CASES]),
         ("command", [(case[0], case[2]) for case in COMMAND_CASES]),
         ("run", [(case[0], case[3]) for case in RUN_CASES]),
+        ("pre-flight", [(case[0], case[2]) for case in PREFLIGHT_CASES]),
     )
     for kind, cases in sections:
         for text, message in cases:

@@ -194,6 +194,55 @@ class NaNOut(Affine):
 '''
 
 
+PREFLIGHT_CLASSES = '''\
+import torch
+
+from mlp import mlp_brick
+
+
+class Raises(mlp_brick):
+    def forward(self, data, run_info, module_info):
+        return self.helper(data)
+
+    def helper(self, data):
+        raise RuntimeError("boom in forward")
+
+
+class OneLoader:
+    def __init__(self, batch_size, data_size, train_prop):
+        pass
+
+    def prepare(self, data, run_info, module_info):
+        x = torch.zeros(4, 2)
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x), batch_size=2)
+
+    def info(self):
+        return {"input_size": 2, "output_size": 2}
+
+
+class Brick(mlp_brick):
+    pass
+'''
+
+
+@pytest.mark.parametrize("case", cases.PREFLIGHT_CASES, ids=[case[0] for case in cases.PREFLIGHT_CASES])
+def test_preflight_case(tmp_path, monkeypatch, capsys, case):
+    """A class that would fail every run fails once, before anything is launched: no run folder, no database."""
+    _, edits, expected = case
+    experiment = Experiment(tmp_path / "exp", small_settings())
+    (experiment.folder / "bad.py").write_text(PREFLIGHT_CLASSES)
+    text = experiment.ini.read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    experiment.ini.write_text(text)
+    monkeypatch.chdir(experiment.folder)
+    code = call(["mosaic_run", "config.ini", "database.db"])
+    assert code == 2
+    assert one_line_error(capsys, code, expected).startswith(f"mosaic_run: {expected}")
+    assert not experiment.runs_dir().exists() and not experiment.db.exists()
+
+
 def run_job(folder, data_class, model_class, run_files_path=".runs"):
     """Write an ini with one run of these classes, start its training job; (exit code, stderr, run folder)."""
     from mosaic.experiment import load_experiment
@@ -250,7 +299,7 @@ def test_bad_runs_in_one_experiment_lose_nothing_computed(tmp_path):
         "    def forward(self, data, run_info, module_info):\n        raise RuntimeError('boom in forward')\n")
     experiment.ini.write_text(experiment.ini.read_text() + "\n[mlp_bad]\ntype = mlp\nclass = raises_in_forward\n"
                               "path_to_class = bad.py\nlength = 4\nwidth = 2\n")
-    first = experiment.run(check=None)
+    first = experiment.run("--no-preflight", check=None)  # the runs fail as they would without the check
     assert first.returncode != 0
     done = experiment.query("SELECT run_id FROM runs WHERE status = 'done' ORDER BY run_id")
     assert done == [(1,), (2,)]
@@ -259,7 +308,7 @@ def test_bad_runs_in_one_experiment_lose_nothing_computed(tmp_path):
     status = experiment.command("mosaic_status", "config.ini", check=0).stdout
     assert "boom in forward" in status
     mtimes = experiment.result_mtimes()
-    second = experiment.run(check=None)
+    second = experiment.run("--no-preflight", check=None)
     assert second.returncode != 0
     assert experiment.result_mtimes() == mtimes  # the done runs were not retrained
 
@@ -270,5 +319,6 @@ def test_reliability_table_is_up_to_date():
 
 
 def test_the_matrix_has_at_least_40_cases():
-    total = len(cases.INI_CASES) + len(cases.FILE_CASES) + len(cases.COMMAND_CASES) + len(cases.RUN_CASES)
+    total = (len(cases.INI_CASES) + len(cases.FILE_CASES) + len(cases.COMMAND_CASES) + len(cases.RUN_CASES)
+             + len(cases.PREFLIGHT_CASES))
     assert total >= 40
