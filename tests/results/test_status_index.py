@@ -12,6 +12,7 @@ from mosaic import runfiles
 from mosaic.errors import MosaicError
 from mosaic.experiment import load_experiment
 from mosaic.results import status
+from mosaic.results.status_text import render
 from mosaic.run import job
 from tests.fakes import Experiment, runs_read_by, small_settings
 
@@ -79,7 +80,7 @@ def test_finished_runs_are_indexed_and_read_from_the_index_while_their_files_are
     assert reads == [third.run_hash]  # not settled yet (the fourth run has no folder: pending, nothing to read)
     assert states[first.run_hash].result["test_loss"] == 0.25
     assert states[second.run_hash].error == "Traceback\nValueError: boom\n"
-    text = status.render(experiment, states)
+    text = render(status.listed(experiment), states)
     assert "[1] train_loss=5.000E-01\ttest_loss=2.500E-01" in text and "ValueError: boom" in text
 
     # A file removed is seen, whatever the folder's time says.
@@ -162,12 +163,12 @@ def test_entries_of_another_experiment_sharing_the_run_files_path_are_kept(exper
 def test_a_done_run_without_some_values_shows_nan(experiment):
     first = experiment.runs[0]
     finish(experiment, first, None)
-    assert "[1] train_loss=5.000E-01\ttest_loss=nan\texecution_time=1.000E+00" in status.render(
-        experiment, status.states_of(experiment))
+    assert "[1] train_loss=5.000E-01\ttest_loss=nan\tduration=1.0 s" in render(
+        status.listed(experiment), status.states_of(experiment))
 
 
 def listed(experiment):
-    return [(run.run_id, run.run_hash, run.pipeline) for run in experiment.runs]
+    return [(run.run_id, run.run_hash) for run in experiment.runs]
 
 
 def test_the_runs_listed_are_kept_while_the_ini_is_unchanged(tmp_path, monkeypatch):
@@ -180,9 +181,10 @@ def test_the_runs_listed_are_kept_while_the_ini_is_unchanged(tmp_path, monkeypat
     assert os.path.exists(kept)
     again = status.listing(str(exp.ini))  # from the kept copy
     assert listed(first) == listed(again) == listed(experiment)
+    assert first.runs == again.runs == status.listed(experiment).runs  # the labels too
     assert first.run_files_path == again.run_files_path == experiment.process.run_files_path
-    assert status.render(again, status.states_in(again.run_files_path, again.runs)) == status.render(
-        experiment, status.states_of(experiment))
+    assert render(again, status.states_in(again.run_files_path, again.runs)) == render(
+        status.listed(experiment), status.states_of(experiment))
 
     exp.edit("MONITOR", "multiplicity", "3")  # another ini text: expanded again
     assert listed(status.listing(str(exp.ini))) == listed(load_experiment(str(exp.ini)))
