@@ -171,10 +171,11 @@ def plotloss(db_path, out_path, ids=None, status=None, param=None, plot_size=3, 
 
 def files_written(out_path, drawn, plot_size):
     """What a plotloss of `drawn` runs wrote, in words: 'curves.pdf'; as images, 'curves.png' (one page),
-    'curves.png and curves_2.png', 'curves.png, curves_2.png ... curves_5.png (5 pages, one an image)'."""
+    'curves.png, curves_2.png and curves_3.png', 'curves.png, curves_2.png ... curves_5.png (5 pages, one
+    an image)'."""
     if output_format(out_path) == "pdf":
         return out_path
     files = image_pages(out_path, page_count(drawn, plot_size))
-    if len(files) <= 2:
-        return " and ".join(files)
+    if len(files) <= 3:
+        return " and ".join(filter(None, [", ".join(files[:-1]), files[-1]]))
     return f"{files[0]}, {files[1]} ... {files[-1]} ({len(files)} pages, one an image)"

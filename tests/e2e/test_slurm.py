@@ -77,7 +77,7 @@ def test_experiment_through_slurm_with_batching(tmp_path, slurm_env):
     assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(4,)]
     assert exp.query("SELECT COUNT(*) FROM losses") == [(8,)]
     assert pdf_pages(exp.folder / "database_plots" / "plotloss.pdf") == 1
-    png_size(exp.folder / "database_plots" / "metaplot_data_dataset_OR_test_loss.png")
+    png_size(exp.folder / "database_plots" / "metaplot_dataset_OR_test_loss.png")
 
 
 def test_plain_snakemake_with_the_slurm_profile_one_job_per_run(tmp_path, slurm_env):

@@ -181,3 +181,22 @@ def test_ten_thousand_runs(tmp_path):
     assert experiment.runs[-1].run_id == 10_000
     assert experiment.runs[-1].pipeline == "dataset_OR(1,200,0.8) | mlp_funnel(10,10,10,10)"
     assert len({r.run_hash for r in experiment.runs}) == 10_000
+
+
+
+def test_the_tutorial_labels_read_as_its_classes_and_its_runs_keep_their_hashes(tmp_path):
+    from mosaic.experiment import load_experiment
+    from tests.fakes import ROOT, Experiment
+
+    runs = load_experiment(ROOT / "share" / "config.ini").runs
+    labels = {(r.dataset_key, r.model_key) for r in runs}
+    assert labels == {("dataset_OR", "mlp_funnel"), ("dataset_OR", "mlp_brick")}
+    # its former keys ("data_dataset_OR", "mlp_mlp_brick") are no part of a run's identity: no run retrains
+    old = Experiment(tmp_path)
+    old.edit("dataset_OR", "key", "data_{class}")
+    for section in ("mlp_funnel", "mlp_brick"):
+        old.edit(section, "key", "mlp_{class}")
+    old_runs = load_experiment(old.ini).runs
+    assert {(r.dataset_key, r.model_key) for r in old_runs} == {("data_dataset_OR", "mlp_mlp_funnel"),
+                                                                ("data_dataset_OR", "mlp_mlp_brick")}
+    assert [(r.run_hash, r.seed) for r in old_runs] == [(r.run_hash, r.seed) for r in runs]

@@ -312,9 +312,12 @@ def test_plotloss_as_images_one_a_page(db_path, tmp_path, monkeypatch, capsys):
     assert mosaic_plotloss([db_path, "two.png", "-id", "4-8", "-plot_size", "2"]) == 0  # 5 runs: two pages
     assert capsys.readouterr().out == "5 runs drawn in two.png and two_2.png\n"
     assert png_size("two.png") == png_size("two_2.png")
-    assert mosaic_plotloss([db_path, "many.svg", "-id", "4-15", "-plot_size", "2"]) == 0  # 12 runs: 3 pages
-    assert capsys.readouterr().out == "12 runs drawn in many.svg, many_2.svg ... many_3.svg (3 pages, one an image)\n"
-    assert sorted(p.name for p in tmp_path.glob("many*")) == ["many.svg", "many_2.svg", "many_3.svg"]
+    assert mosaic_plotloss([db_path, "three.png", "-id", "4-15", "-plot_size", "2"]) == 0  # 12 runs: 3 pages
+    assert capsys.readouterr().out == "12 runs drawn in three.png, three_2.png and three_3.png\n"
+    assert mosaic_plotloss([db_path, "many.svg", "-id", "4-8", "-plot_size", "1"]) == 0  # 5 runs: 5 pages
+    assert capsys.readouterr().out == "5 runs drawn in many.svg, many_2.svg ... many_5.svg (5 pages, one an image)\n"
+    assert sorted(p.name for p in tmp_path.glob("many*")) == [f"many{k}.svg" for k in ("", "_2", "_3", "_4", "_5")]
+    assert all(b"<svg" in p.read_bytes()[:1000] for p in tmp_path.glob("many*"))
 
 
 def test_plot_commands_refuse_an_unknown_extension_before_reading_anything(tmp_path, monkeypatch, capsys):

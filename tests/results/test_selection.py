@@ -11,7 +11,7 @@ from tests.fakes import Experiment
 
 PARAMS = [
     ("width", "3"), ("width", "3.0"), ("mlp.width", "3"), ("dataset.width", "3"), ("class", "mlp_brick"),
-    ("key", "mlp_mlp_funnel"), ("lr", "1e-2"), ("lr", "0.01"), ("PROCESS.lr", "0.01"), ("epochs", "400"),
+    ("key", "mlp_funnel"), ("lr", "1e-2"), ("lr", "0.01"), ("PROCESS.lr", "0.01"), ("epochs", "400"),
     ("loss_function", "MSELoss"), ("train_prop", ".8"), ("batch_size", "1"), ("section", "mlp_funnel"),
     ("width", "x"), ("class", "brick' OR '1'='1"),
 ]
