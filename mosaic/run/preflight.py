@@ -51,15 +51,16 @@ def check_one_batch(ini, runs, timeout=TIMEOUT_S, err=None, preexec_fn=None):
     """One batch of each run in a subprocess; a MosaicError (its one-line message) if one fails."""
     err = err or sys.stderr
     with tempfile.TemporaryDirectory(prefix="mosaic-preflight-") as folder:
-        result = os.path.join(folder, "failure.txt")
+        result, output = os.path.join(folder, "failure.txt"), os.path.join(folder, "output.txt")
         command = [sys.executable, "-m", "mosaic.run.preflight", str(ini), result, *(run.run_hash for run in runs)]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+        with open(output, "wb") as log:  # a file, not a pipe: a process the user's code leaves behind cannot hold us
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       preexec_fn=preexec_fn)
         try:
-            output, _ = process.communicate(timeout=timeout)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()  # its data loader workers see it gone and stop
-            process.communicate()
+            process.wait()
             print(f"mosaic: warning: the pre-flight (one batch of {len(runs)} pipelines) took more than {timeout} s"
                   f" and was stopped; launching without it ({SKIP})", file=err, flush=True)
             return
@@ -72,7 +73,8 @@ def check_one_batch(ini, runs, timeout=TIMEOUT_S, err=None, preexec_fn=None):
         if os.path.exists(result):
             with open(result, encoding="utf-8") as handle:
                 raise MosaicError(handle.read().strip())
-        last = (output.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        with open(output, encoding="utf-8", errors="replace") as handle:
+            last = (handle.read().strip().splitlines() or ["no output"])[-1]
         raise MosaicError(f"{ini}: the pre-flight stopped (exit {process.returncode}) before it could say why:"
                           f" {last}; nothing was launched ({SKIP})")
 
