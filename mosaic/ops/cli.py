@@ -135,8 +135,8 @@ def mosaic_generate(argv):
     from mosaic.results.figures import output_format
     from mosaic.runfiles import write_atomic
 
-    output_format(args.output, (".json",), "runs file")
     refuse_overwriting(args.output, [args.ini])
+    output_format(args.output, (".json",), "runs file")
     experiment = load_experiment(args.ini)
     runs = [
         {
@@ -200,8 +200,8 @@ def mosaic_plotloss(argv):
     from mosaic.results.figures import output_format
     from mosaic.results.lossplot import files_written, plotloss
 
-    output_format(args.output)
     refuse_overwriting(args.output, [args.database])
+    output_format(args.output)
     open_db(args.database).close()
     drawn, selected = plotloss(args.database, args.output, ids=selected_ids(args.database, args),
                                plot_size=args.plot_size, max_runs=args.max_runs)
@@ -233,8 +233,8 @@ def mosaic_metaplot(argv):
     from mosaic.results.figures import output_format
     from mosaic.results.plots import metaplot
 
-    output_format(args.output)
     refuse_overwriting(args.output, [args.database])
+    output_format(args.output)
     open_db(args.database).close()
     metaplot(args.database, args.output, args.dataset, args.value, log_x=True if args.log_x else None)
     print(f"{args.output} written, and the numbers drawn in {os.path.splitext(args.output)[0]}.csv")
