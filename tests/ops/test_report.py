@@ -137,7 +137,7 @@ def test_report_opened_in_a_browser_shows_the_verdicts_the_ini_and_every_plot(tm
 
     overfit = str(plots / "metaplot_points_overfit.png")
     shown = browser.dom(f"app.showResultInfo({json.dumps(overfit)})")
-    assert "the gap between the final test loss and the final train loss" in shown  # the caption
+    assert "the absolute gap between the final test and train losses divided by" in shown  # the caption
 
     # The comparison tables and verdicts (the compare rule), where the workflow makes them.
     comparisons = [path for path in results if path.endswith("comparison.md")]
