@@ -48,6 +48,27 @@ class Group:
     def failure_rate(self):
         return self.n_bad / self.n_ended if self.n_ended else None
 
+    def add_run(self, run_id, status, diverged, nb_params, y, first=None):
+        """Count one run: its value `y` when done, finite and not diverged, else why it gives none; `first`:
+        its loss after epoch 1, if known."""
+        if status != "done":
+            if status == "error":
+                self.n_failed += 1
+            else:
+                self.n_unfinished += 1
+            return
+        if nb_params is not None:
+            self.nb_params.add(nb_params)
+        if diverged or (y is not None and not math.isfinite(y)):
+            self.n_diverged += 1
+        elif y is None:
+            self.n_missing += 1
+        else:
+            self.values.append(float(y))
+            self.run_ids.append(run_id)
+            if first is not None:
+                self.first_epoch.append(first)
+
 
 def _model_variants(db):
     """{run_id: {'type.name': value}} of the parameters of each run's model modules."""
@@ -76,6 +97,26 @@ def _variant_labels(run_params):
     }
 
 
+def variant_labels(db, runs):
+    """{run_id: 'width=2'} of `runs` (rows starting run_id, dataset_key, model_key): the model parameters
+    that differ between the runs of its model key on its dataset key."""
+    variants = _model_variants(db)
+    by_model = defaultdict(dict)
+    for run_id, dataset_key, model_key, *_ in runs:
+        by_model[str(dataset_key), str(model_key)][run_id] = variants.get(run_id, {})
+    labels = {}
+    for run_params in by_model.values():
+        labels.update(_variant_labels(run_params))
+    return labels
+
+
+def first_epoch_values(db, value):
+    """{run_id: `value` after epoch 1} for a loss value (what the default solved rule reads), else {}."""
+    if value not in LOSS_VALUES:
+        return {}
+    return dict(db.execute(f"SELECT run_id, {value} FROM losses WHERE epoch = 1"))
+
+
 def load_groups(db_path, value="test_loss"):
     """{dataset_key: [Group, ...]} of every run of the database, the runs without a value counted by why."""
     with closing(open_db(db_path)) as db:
@@ -85,38 +126,12 @@ def load_groups(db_path, value="test_loss"):
             " ORDER BY runs.run_id",
             args,
         ).fetchall()
-        variants = _model_variants(db)
-        first = {}
-        if value in LOSS_VALUES:
-            first = dict(db.execute(f"SELECT run_id, {value} FROM losses WHERE epoch = 1"))
-    by_model = defaultdict(dict)
-    for run_id, dataset_key, model_key, *_ in runs:
-        by_model[str(dataset_key), str(model_key)][run_id] = variants.get(run_id, {})
-    labels = {}
-    for run_params in by_model.values():
-        labels.update(_variant_labels(run_params))
+        labels = variant_labels(db, runs)
+        first = first_epoch_values(db, value)
     groups = {}
     for run_id, dataset_key, model_key, status, diverged, nb_params, y in runs:
         key = (str(dataset_key), str(model_key), labels[run_id])
-        group = groups.setdefault(key, Group(*key))
-        if status != "done":
-            if status == "error":
-                group.n_failed += 1
-            else:
-                group.n_unfinished += 1
-            continue
-        if nb_params is not None:
-            group.nb_params.add(nb_params)
-        if diverged or (y is not None and not math.isfinite(y)):
-            group.n_diverged += 1
-            continue
-        if y is None:
-            group.n_missing += 1
-            continue
-        group.values.append(float(y))
-        group.run_ids.append(run_id)
-        if first.get(run_id) is not None:
-            group.first_epoch.append(first[run_id])
+        groups.setdefault(key, Group(*key)).add_run(run_id, status, diverged, nb_params, y, first.get(run_id))
     by_dataset = defaultdict(list)
     for group in groups.values():
         by_dataset[group.dataset_key].append(group)
