@@ -271,15 +271,23 @@ def mosaic_compare(argv):
     parser.add_argument("--detail", action="store_true", help="print the statistical tables too (explained below)")
     parser.add_argument("--out", help="folder of the files (default: the workflow's plots folder, else "
                                       "<database>_plots)")
+    parser.add_argument("--tune", metavar="NAMES", help="each architecture at its best training settings (lr,"
+                        "weight_decay; auto: those that vary) chosen on validation, compared on test instead")
     args = parser.parse_args(argv)
     from mosaic.results.compare_outputs import run_compare
     from mosaic.results.database import meta_value
+    from mosaic.results.tuning_plots import run_tune
 
     out = args.out or meta_value(args.database, "plots") or default_plots(args.database)
     higher = True if args.higher_is_better else None
-    print(run_compare(args.database, out, args.value, higher, args.rope, args.scale, args.solved_below,
-                      detail=args.detail), end="")
-    print(f"\nfiles written in {relative(out)}" + ("" if args.detail else "; the statistical tables: --detail"))
+    if args.tune:
+        print(run_tune(args.database, out, args.value, args.tune, higher, args.rope, args.scale, args.solved_below),
+              end="")
+    else:
+        print(run_compare(args.database, out, args.value, higher, args.rope, args.scale, args.solved_below,
+                          detail=args.detail), end="")
+    tables = "" if args.detail or args.tune else "; the statistical tables: --detail"
+    print(f"\nfiles written in {relative(out)}{tables}")
     return 0
 
 

@@ -116,3 +116,62 @@ def summary(comparisons, ranks=None):
         order = ", ".join(f"{label} ({rank:.2g})" for label, rank in zip(ranks.labels, ranks.average))
         parts.append(f"across {ranks.n_datasets} dataset keys, average ranks: {order}")
     return "\n\n".join(parts) + "\n"
+
+
+def _selection_line(group, value):
+    """'mlp_brick: lr = 0.01 selected of 4 settings (mean val_loss 0.012; the others 0.02 to 0.5)'."""
+    from mosaic.results.tuning import setting_text, validation_name
+
+    name = validation_name(value)
+    if group.selected is None:
+        return f"{group.label}: no setting with a {name}: left out of the tuned comparison."
+    others = sorted(group.mean_validation(s) for s in group.settings
+                    if s != group.selected and group.mean_validation(s) is not None)
+    spread = "" if not others else f"; the other {short_number(others[0])}" if len(others) == 1 else (
+        f"; the others {short_number(others[0])} to {short_number(others[-1])}")
+    count = len(group.settings)
+    return (f"{group.label}: {setting_text(group.selected)} selected of {count} setting{'s' * (count != 1)} "
+            f"(mean {name} {short_number(group.mean_validation(group.selected))}{spread}).")
+
+
+def shared_sentence(tuned):
+    """Whether the comparison at one shared setting names the tuned winner: 'at lr = 0.01 mlp_funnel wins;
+    each at its best lr, mlp_brick wins', or that it agrees; '' when nothing can be said."""
+    from mosaic.results.tuning import names_text, setting_text
+
+    comparison = tuned.comparison
+    if comparison is None or not tuned.shared or not comparison.groups[0][1]["n"]:
+        return ""
+    best = comparison.groups[0][0].label
+    names = names_text(tuned.names)
+    differ = {}
+    for setting, winner in tuned.shared:
+        if winner is not None and winner != best:
+            differ.setdefault(winner, []).append(f"at {setting_text(setting)}")
+    if not differ:
+        where = f"at every shared {names}" if len(tuned.names) == 1 else f"at {setting_text(tuned.shared[0][0])}"
+        return f"{where} {best} wins too: the comparison at one shared setting agrees."
+    clauses = [f"{' and '.join(places)} {winner} wins" for winner, places in differ.items()]
+    return f"{'; '.join(clauses)}; each at its best {names}, {best} wins."
+
+
+def tuned_summary(tuned_comparisons):
+    """The tuned comparison in plain words: per dataset key, the setting each group got and of how many,
+    the comparison at those settings (dataset_summary's lines), whether one shared setting names another
+    winner, and who is ahead at which tuning budget."""
+    from mosaic.results.tuning import budget_reading, names_text, validation_name
+
+    parts = []
+    for tuned in tuned_comparisons:
+        value = tuned.comparison.value if tuned.comparison else "the value"
+        lines = [f"{tuned.dataset_key}: each architecture at its best {names_text(tuned.names)}, selected on "
+                 f"{validation_name(value) if tuned.comparison else 'validation'}"]
+        lines += [f"  {_selection_line(group, value)}" for group in tuned.groups]
+        if tuned.comparison is not None:
+            lines += ["  " + line for line in dataset_summary(tuned.comparison)]
+        if sentence := shared_sentence(tuned):
+            lines.append(f"  {sentence}")
+        if reading := budget_reading(tuned.curves, tuned.comparison is not None and tuned.comparison.higher):
+            lines.append(f"  Tuning budget (expected best {validation_name(value)} over k settings drawn): {reading}.")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
