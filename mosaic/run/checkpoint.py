@@ -1,5 +1,6 @@
-"""A run's checkpoints: what they hold (models, optimizer, losses, the random generators' states), writing
-them atomically beside the models that save themselves, and reading them back only for the same run."""
+"""A run's checkpoints: what they hold (models, optimizer, learning-rate scheduler, losses, the random generators'
+states), writing them atomically beside the models that save themselves, and reading them back only for the
+same run."""
 
 import os
 import random
@@ -76,6 +77,7 @@ def save_checkpoint(path, run, pipeline, optimizer, rows, duration, identity=Non
         "duration_s": duration,
         "models": pipeline.state(),
         "optimizer": optimizer.state_dict(),
+        "scheduler": optimizer.scheduler_state(),  # None without a learning-rate schedule
         "rng": rng_state(),
     }
     with runfiles.replacing(path) as tmp:

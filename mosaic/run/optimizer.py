@@ -9,6 +9,11 @@ first step, Adam and AdamW call torch's fused kernel themselves, as torch.optim'
 its Python layers (the same update, bit for bit), on every step where each parameter has a gradient;
 a step that leaves a parameter without one is torch's own step (it skips that parameter).
 
+A run's optimizer arguments (weight_decay, momentum, betas, ...) are passed to the class, fused or not; where
+the fused constructor refuses them, the class is made without fused=True (torch's default implementation).
+A learning-rate scheduler changes the groups' lr (and OneCycleLR/CyclicLR the momentum or betas) between
+steps: the direct kernel call reads them at each step. Clipping and the schedule: mosaic/run/schedule.py.
+
 An earlier Mosaic kept each model's parameters in one flat tensor (a flat optimizer): its update differs
 from torch's per-tensor kernels in the last bits, and a parameter without a gradient was still moved.
 A checkpoint saved that way is continued tensor by tensor, its state split per parameter.
@@ -33,12 +38,26 @@ class RunOptimizer:
         self.parameters = parameters
         self.optimizer = make(parameters)
         self.fused_step = None  # after torch's first step: fused_adam_step(), or False where it does not apply
+        self.schedule = None  # a Schedule (mosaic/run/schedule.py): clipping and the learning-rate schedule
 
     def zero_grad(self, set_to_none=True):
         for param in self.parameters:
             param.grad = None
 
     def step(self):
+        if self.schedule is None:
+            self.optimizer_step()
+            return
+        self.schedule.before_step()
+        self.optimizer_step()
+        self.schedule.after_step()
+
+    def end_epoch(self):
+        """The epoch's training and test passes are done: a per-epoch schedule steps."""
+        if self.schedule is not None:
+            self.schedule.end_epoch()
+
+    def optimizer_step(self):
         if self.fused_step and all(param.grad is not None for param in self.parameters):
             try:
                 self.fused_step()
@@ -52,12 +71,19 @@ class RunOptimizer:
     def state_dict(self):
         return self.optimizer.state_dict()
 
-    def load_state_dict(self, state):
+    def scheduler_state(self):
+        """The scheduler's state_dict, None without one."""
+        return None if self.schedule is None else self.schedule.state_dict()
+
+    def load_state_dict(self, state, scheduler=None):
+        """torch's optimizer state, then the scheduler's (`scheduler`, from scheduler_state())."""
         self.fused_step = None  # the state's tensors are replaced
         groups = state.get("param_groups", [])
         if len(groups) == 1 and len(groups[0]["params"]) == 1 < len(self.parameters):
             state = split_flat_state(state, self.parameters)
         self.optimizer.load_state_dict(state)
+        if self.schedule is not None:
+            self.schedule.load_state_dict(scheduler)
 
 
 def split_flat_state(state, parameters):
@@ -127,24 +153,39 @@ def require_parameters(parameters):
         raise MosaicError("the model modules have no parameters to optimize")
 
 
-def make_optimizer(experiment, parameters):
-    """The [PROCESS] optimizer over `parameters`, lr from the ini, fused where the class has a fused
-    kernel for these tensors (see the module)."""
-    process = experiment.process
-    cls = getattr(torch.optim, process.optimizer, None)
+def make_optimizer(experiment, parameters, settings=None, loader=None, where=None):
+    """The run's optimizer over `parameters`, fused where the class has a fused kernel for these tensors (see
+    the module). `settings`, the run's training settings ({name: value}, its spec's "process" dict), give
+    the class, lr, its arguments, the schedule and clipping (mosaic/run/schedule.py); without them, the
+    [PROCESS] optimizer and lr. `loader`: the train loader (a per-batch schedule's length); `where` names
+    the run in messages."""
+    from mosaic.run.schedule import Schedule, make_scheduler, optimizer_arguments
+
+    process, settings = experiment.process, settings or {}
+    name, lr = settings.get("optimizer", process.optimizer), settings.get("lr", process.lr)
+    where = where or str(experiment.ini_path)
+    cls = getattr(torch.optim, name, None)
     if cls is None:
-        raise MosaicError(
-            f"{experiment.ini_path}: [PROCESS] optimizer: torch.optim has no '{process.optimizer}'"
-        )
+        raise MosaicError(f"{experiment.ini_path}: [PROCESS] optimizer: torch.optim has no '{name}'")
     require_parameters(parameters)
+    arguments = optimizer_arguments(cls, settings, where)
 
     def make(tensors):
-        devices = FUSED.get(process.optimizer, set())
-        if process.optimizer in FUSED and (devices is None or {tensor.device.type for tensor in tensors} <= devices):
+        devices = FUSED.get(name, set())
+        if name in FUSED and (devices is None or {tensor.device.type for tensor in tensors} <= devices):
             try:  # the fused kernels cost a third less per step
-                return cls(tensors, lr=process.lr, fused=True)
-            except (RuntimeError, TypeError, ValueError):  # tensors the kernel does not take (sparse, ...)
+                return cls(tensors, lr=lr, fused=True, **arguments)
+            except (RuntimeError, TypeError, ValueError):  # tensors or arguments the kernel does not take
                 pass
-        return cls(tensors, lr=process.lr)
+        try:
+            return cls(tensors, lr=lr, **arguments)
+        except (TypeError, ValueError) as error:
+            raise MosaicError(f"{where}: optimizer = {name}: {str(error).splitlines()[0]}") from None
 
-    return RunOptimizer(make, parameters)
+    optimizer = RunOptimizer(make, parameters)
+    scheduler = make_scheduler(optimizer.optimizer, settings, process.epochs, loader, where) \
+        if settings.get("scheduler") else None
+    clip = settings.get("clip_grad_norm")
+    if scheduler is not None or clip is not None:
+        optimizer.schedule = Schedule(scheduler, clip, parameters)
+    return optimizer

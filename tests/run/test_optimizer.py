@@ -4,6 +4,7 @@ called directly; over every model module's parameters, the ini's class."""
 import pytest
 import torch
 
+from mosaic.errors import MosaicError
 from mosaic.run.optimizer import RunOptimizer, make_optimizer
 from mosaic.run.training import Pipeline, seed_everything, train_run
 from tests.fakes import TOY_DATA, final_models, losses, make_experiment, optimizer_experiment, quiet, toy
@@ -237,3 +238,74 @@ def test_sgd_optimizer_by_name(tmp_path):
     rows = losses(experiment, experiment.runs[0])
     assert rows[-1][1] < rows[0][1]
 
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training settings (mosaic/run/schedule.py); their runs equal the plain loop in tests/run/test_oracle.py
+
+
+def with_settings(settings, name="Adam", epochs=3, loader=None):
+    experiment = optimizer_experiment(name)
+    experiment.process.epochs = epochs
+    return make_optimizer(experiment, list(mlp().parameters()), settings, loader, "exp.ini: run 1")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"momentum": 0.9}, "exp.ini: run 1: momentum: Adam takes no argument 'momentum' (it takes: betas, eps,"
+                        " weight_decay, amsgrad, maximize, decoupled_weight_decay)"),
+    ({"optimizer": "SGD", "beta1": 0.9}, "exp.ini: run 1: beta1: SGD takes no argument 'betas' (it takes:"
+                                         " momentum, dampening, weight_decay, nesterov, maximize)"),
+    ({"optimizer": "SGD", "momentum": -1}, "exp.ini: run 1: optimizer = SGD: Invalid momentum value: -1"),
+    ({"scheduler": "StepLR", "scheduler_step": 2}, "exp.ini: run 1: scheduler_step: StepLR takes no argument"
+                                                   " 'step' (it takes: step_size, gamma)"),
+    ({"scheduler": "StepLR"}, "exp.ini: run 1: scheduler = StepLR: StepLR.__init__() missing 1 required"
+                              " positional argument: 'step_size'"),
+    ({"scheduler": "ReduceLROnPlateau"}, "exp.ini: run 1: scheduler = ReduceLROnPlateau: not a"
+                                         " torch.optim.lr_scheduler class Mosaic can make from the ini's values"
+                                         " (not LambdaLR, MultiplicativeLR, SequentialLR, ChainedScheduler,"
+                                         " ReduceLROnPlateau)"),
+    ({"scheduler": "Steplr"}, "exp.ini: run 1: scheduler = Steplr: not a torch.optim.lr_scheduler class"),
+])
+def test_a_setting_torch_does_not_take_is_a_one_line_error(settings, message):
+    with pytest.raises(MosaicError) as error:
+        with_settings(settings, settings.get("optimizer", "Adam"))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_the_settings_reach_the_optimizer_and_scheduler():
+    optimizer = with_settings({"optimizer": "SGD", "momentum": 0.9, "nesterov": True, "weight_decay": 0.1,
+                               "scheduler": "MultiStepLR", "scheduler_milestones": (1, 2)}, "SGD")
+    group = optimizer.optimizer.param_groups[0]
+    assert (group["momentum"], group["nesterov"], group["weight_decay"], group["fused"]) == (0.9, True, 0.1, True)
+    assert optimizer.schedule.scheduler.milestones == {1: 1, 2: 1}
+    betas = with_settings({"beta2": 0.9}).optimizer.param_groups[0]["betas"]
+    assert betas == (0.9, 0.9)  # beta1 alone keeps Adam's default beta2, and the other way round
+    cosine = with_settings({"scheduler": "CosineAnnealingLR"}, epochs=7).schedule.scheduler
+    assert cosine.T_max == 7 and not with_settings({"scheduler": "CosineAnnealingLR"}).schedule.per_batch
+
+
+def test_one_cycle_spans_the_runs_epochs_and_stops_at_its_end():
+    """total_steps = epochs x batches; a run trained past its epochs (mosaic_rerun --epochs) keeps the last
+    learning rate instead of failing on torch's 'Tried to step 7 times'."""
+    optimizer = with_settings({"scheduler": "OneCycleLR"}, epochs=2, loader=[0, 1, 2])
+    scheduler = optimizer.schedule.scheduler
+    assert scheduler.total_steps == 6 and optimizer.schedule.per_batch
+    assert optimizer.optimizer.param_groups[0]["max_lr"] == 1e-2  # max_lr: the run's lr
+    lrs = []
+    for _ in range(9):
+        optimizer.step()
+        lrs.append(optimizer.optimizer.param_groups[0]["lr"])
+    assert lrs[6:] == [lrs[5]] * 3 and lrs[5] < lrs[0]
+    with pytest.raises(MosaicError, match="the train loader has no length: give scheduler_total_steps"):
+        with_settings({"scheduler": "OneCycleLR"}, loader=iter([]))
+
+
+def test_clipping_bounds_the_gradients_norm():
+    model = mlp()
+    experiment = optimizer_experiment("SGD")
+    optimizer = make_optimizer(experiment, list(model.parameters()), {"clip_grad_norm": 1e-3}, None, "run 1")
+    before = flat_values(model)
+    x, y = data(1)[0]
+    torch.nn.functional.mse_loss(model(x) * 1e3, y).backward()
+    optimizer.step()
+    assert torch.linalg.vector_norm(flat_values(model) - before) <= 1e-2 * 1e-3 * (1 + 1e-5)
