@@ -30,4 +30,5 @@ rule all:
     input:
         final_targets(),
         compare_targets(),
+        tune_targets(),
     default_target: True

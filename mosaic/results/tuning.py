@@ -160,6 +160,20 @@ def tuned_names(db, tune):
     return names
 
 
+def settings_to_tune(runs, tune):
+    """The training settings the workflow tunes: of `tune` ('auto': every one; 'lr,weight_decay'; '' or None: none),
+    those whose value varies between `runs` (their Run.training), seed and validation_split excepted."""
+    if not (tune or "").strip():
+        return []
+    values = defaultdict(set)
+    for run in runs:
+        for name, value in run.training:
+            values[name].add(value)
+    wanted = None if tune == AUTO else {name.strip() for name in tune.split(",")}
+    return sorted(name for name, seen in values.items()
+                  if len(seen) > 1 and name not in NOT_TUNED and (wanted is None or name in wanted))
+
+
 def _validation_values(db, value):
     """{run_id: validation value}; MosaicError (refusal) when no run has one."""
     name = validation_name(value)

@@ -14,7 +14,7 @@ import pytest
 from mosaic.errors import MosaicError
 from mosaic.ops.cli import mosaic_compare
 from mosaic.results.summary import shared_sentence
-from mosaic.results.tuning import budget_curve, budget_reading, expected_best, tune
+from mosaic.results.tuning import budget_curve, budget_reading, expected_best, settings_to_tune, tune
 from tests.results.fake_database import build_tuned_database
 
 REFUSAL = ("mosaic_compare: --tune needs a validation value (val_loss): add validation_split to [PROCESS] or "
@@ -162,3 +162,14 @@ def test_names_to_tune(tmp_path):
     with pytest.raises(MosaicError, match=r"^--tune momentum: no training setting of that name in the database "
                                           r"\(its settings: .*lr.*\)$"):
         tune(db, names="lr,momentum")
+
+
+def test_the_workflow_tunes_the_settings_that_vary_between_the_runs():
+    from types import SimpleNamespace
+
+    runs = [SimpleNamespace(training=(("lr", lr), ("optimizer", "Adam"), ("validation_split", split)))
+            for lr in (0.01, 0.1) for split in (0.1, 0.2)]
+    assert settings_to_tune(runs, "auto") == ["lr"]
+    assert settings_to_tune(runs, "lr,optimizer") == ["lr"]
+    assert settings_to_tune(runs, "optimizer") == []
+    assert settings_to_tune(runs, "") == []

@@ -54,17 +54,21 @@ def test_bad_config_value_fails_with_one_line_naming_the_key(setting, message):
 
 
 def test_every_compare_key_reaches_the_compare_rule():
-    """compare_value, compare_rope, compare_scale, compare_solved_below: each is a param of the rule, and the
-    adapter hands each to run_compare (the workflow compares as mosaic_compare with the same options)."""
+    """compare_value, compare_rope, compare_scale, compare_solved_below: each is a param of the compare and
+    tune rules, and the adapters hand each to run_compare and run_tune (the workflow compares as mosaic_compare
+    with the same options); compare_tune names the settings the tune rule tunes."""
     properties = yaml.safe_load(SCHEMA.read_text())["properties"]
     rule = (ROOT / "workflow" / "rules" / "compare.smk").read_text()
     adapter = (ROOT / "workflow" / "scripts" / "compare.py").read_text()
-    keys = [key for key in properties if key.startswith("compare_")]
+    keys = [key for key in properties if key.startswith("compare_") and key != "compare_tune"]
     assert len(keys) == 4
+    tune = (ROOT / "workflow" / "scripts" / "tune.py").read_text()
     for key in keys:
         param = key.removeprefix("compare_")
-        assert f'{param}=config["{key}"]' in rule, key
-        assert f"params.{param}" in adapter, key
+        assert rule.count(f'{param}=config["{key}"]') == 2, key  # the compare rule's and the tune rule's
+        assert f"params.{param}" in adapter and f"params.{param}" in tune, key
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert 'settings_to_tune(EXPERIMENT.runs, config["compare_tune"])' in common and "params.names" in tune
 
 
 def test_metaplot_accepts_every_value_name_that_mosaic_knows():

@@ -15,6 +15,7 @@ from mosaic.ops.paths import relative
 from mosaic.ops.spec_files import write_run_specs
 from mosaic.ops.workflow_checks import check_metaplot_values, config_error_line, exit_with, load_or_exit
 from mosaic.ops.workflow_jobs import job_shell_prefix, local_gpu_count, uses_conda
+from mosaic.results.tuning import settings_to_tune
 
 try:
     validate(config, "../schemas/config.schema.yaml")  # also fills in the defaults
@@ -37,6 +38,7 @@ PLOTS = config["plots"]
 LOGS = config["logs"]
 PARTIAL = config["partial"]  # build from the runs done, train nothing new...
 ALSO = targets.read_run_list(config["also"])  # ...but these runs (a file of hashes, mosaic_rerun)
+TUNED = settings_to_tune(EXPERIMENT.runs, config["compare_tune"])  # the training settings the tune rule tunes
 GPU_PER_RUN = 1 if EXPERIMENT.monitor.need_gpu else 0
 if GPU_PER_RUN and workflow.local_exec and str(workflow.exec_mode) == "default":
     # Locally, at most one run per GPU unless --resources gpu=N says otherwise.
@@ -107,3 +109,16 @@ def compare_files():
 
 def compare_targets():
     return list(compare_files().values())
+
+
+def tune_files():
+    """The tune rule's outputs: {name: path} beside the other plots ({} when there is nothing to tune)."""
+    from mosaic.results.tuning_plots import tuning_names
+
+    if not TUNED:
+        return {}
+    return {name: os.path.join(PLOTS, file) for name, file in tuning_names(config["compare_value"]).items()}
+
+
+def tune_targets():
+    return list(tune_files().values())
