@@ -4,7 +4,8 @@ Layout, per run (folder named by the run's content hash):
     <run_files_path>/<hash>/spec.json     what the run computes, and its epochs: job input (mosaic/experiment/spec.py)
     <run_files_path>/<hash>/context.json  run id, section names, [MONITOR]...: read by the job, not tracked
     <run_files_path>/<hash>/model.pt      final checkpoint (state dicts, optimizer, epoch): job output
-    <run_files_path>/<hash>/losses.tsv    epoch, train_loss, test_loss, seconds: job output
+    <run_files_path>/<hash>/losses.tsv    epoch, train_loss, test_loss, seconds (and val_loss for a run with a
+                                          validation part): job output
     <run_files_path>/<hash>/result.json   metadata (pipeline, params, seed, nb_params, ...): job output
     <run_files_path>/<hash>/train.log     the job's log: one line per epoch, tracebacks
     <run_files_path>/<hash>/error.txt     traceback of the last failed attempt (removed when it succeeds)
@@ -13,7 +14,8 @@ Layout, per run (folder named by the run's content hash):
                                           for that checkpoint (renamed into place whole, before it)
     <run_files_path>/<hash>/running.lock  held (flock) by the training process while it runs
     <run_files_path>/<hash>/continue.json request to continue training for more epochs (mosaic_rerun)
-    <run_files_path>/<hash>/metrics.tsv   epoch, name, value of the test-set metrics (when the run has any)
+    <run_files_path>/<hash>/metrics.tsv   epoch, name, value of the test-set metrics (when the run has any),
+                                          and of the validation metrics, named val_<metric>
 No torch import here: status and the database read these files.
 """
 
@@ -45,6 +47,7 @@ STATE_DIR = ".mosaic"
 PAUSE_FILE = os.path.join(STATE_DIR, "pause")  # mosaic_pause: jobs start no new run while it exists
 
 LOSS_HEADER = "epoch\ttrain_loss\ttest_loss\tseconds"
+VAL_LOSS_HEADER = LOSS_HEADER + "\tval_loss"  # the loss file of a run with a validation part
 
 
 def run_dir(run_files_path, run_hash):
@@ -121,27 +124,32 @@ def write_json(path, data):
 
 
 def format_losses(rows):
-    lines = [LOSS_HEADER]
-    lines += [f"{e}\t{t!r}\t{v!r}\t{s:.6f}" for e, t, v, s in rows]
-    return "\n".join(lines) + "\n"
+    """The loss file of `rows` (epoch, train_loss, test_loss, seconds), each with its val_loss last for a run
+    with a validation part (then the file has a fifth column)."""
+    if rows and len(rows[0]) == 5:
+        lines = [f"{e}\t{t!r}\t{v!r}\t{s:.6f}\t{val!r}" for e, t, v, s, val in rows]
+        return "\n".join([VAL_LOSS_HEADER] + lines) + "\n"
+    return "\n".join([LOSS_HEADER] + [f"{e}\t{t!r}\t{v!r}\t{s:.6f}" for e, t, v, s in rows]) + "\n"
 
 
 def read_loss_columns(path):
-    """The columns (epochs, train_losses, test_losses, seconds) of a loss file; nan/inf kept as floats.
-    ValueError when a line does not hold exactly an integer epoch and three numbers, tab-separated."""
+    """The columns (epochs, train_losses, test_losses, seconds), and val_losses when the file has them (its
+    header says so), of a loss file; nan/inf kept as floats. ValueError when a line does not hold exactly
+    an integer epoch and the header's numbers, tab-separated."""
     with open(path) as handle:
-        handle.readline()  # the header
+        width = 5 if handle.readline().rstrip("\n") == VAL_LOSS_HEADER else 4
         text = handle.read()
     fields = text.split()
     lines = text.rstrip("\n").split("\n") if fields else []
-    if set(map(str.count, lines, itertools.repeat("\t"))) - {3} or len(fields) != 4 * len(lines):
+    if set(map(str.count, lines, itertools.repeat("\t"))) - {width - 1} or len(fields) != width * len(lines):
         lines = [line for line in lines if line.strip()]  # blank lines are allowed; anything else is not
         for line in lines:
-            if line.count("\t") != 3 or len(line.split()) != 4:
-                raise ValueError(f"{path}: not a loss line (epoch, train_loss, test_loss, seconds): {line!r}")
+            if line.count("\t") != width - 1 or len(line.split()) != width:
+                names = "epoch, train_loss, test_loss, seconds" + (", val_loss" if width == 5 else "")
+                raise ValueError(f"{path}: not a loss line ({names}): {line!r}")
     try:
-        return (list(map(int, fields[0::4])), list(map(float, fields[1::4])), list(map(float, fields[2::4])),
-                list(map(float, fields[3::4])))
+        return (list(map(int, fields[0::width])),
+                *(list(map(float, fields[k::width])) for k in range(1, width)))
     except ValueError as error:  # an epoch that is not an integer, a loss that is not a number
         raise ValueError(f"{path}: {error}") from None
 
@@ -149,7 +157,7 @@ def read_loss_columns(path):
 # Kept beside read_loss_columns (what the database reads): the benchmarks (bench_step.py) and the tests read
 # a run's losses row by row.
 def read_losses(path):
-    """Rows (epoch, train_loss, test_loss, seconds) of a loss file; nan/inf kept as floats."""
+    """Rows (epoch, train_loss, test_loss, seconds[, val_loss]) of a loss file; nan/inf kept as floats."""
     return list(zip(*read_loss_columns(path)))
 
 

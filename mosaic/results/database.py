@@ -2,11 +2,13 @@
 
 Tables:
     runs(run_id, run_hash, pipeline, status, replicate, seed, nb_params, epochs, train_loss, test_loss,
-         overfit, trainability, slope, duration_s, error, diverged, device, dataset_key, model_key)
+         overfit, trainability, slope, duration_s, error, diverged, device, dataset_key, model_key,
+         val_loss)                             val_loss: the last epoch's validation loss, NULL without one
     params(run_id, module_type, name, value)   free parameters of each module, typed, plus its `class`,
                                                rendered `key` and `section`; PROCESS values under 'PROCESS'
-    losses(run_id, epoch, train_loss, test_loss, seconds)
-    metrics(run_id, epoch, name, value)        test-set metrics per epoch ([PROCESS] metrics, a metrics() hook)
+    losses(run_id, epoch, train_loss, test_loss, seconds, val_loss)   val_loss NULL for a run without validation
+    metrics(run_id, epoch, name, value)        test-set metrics per epoch ([PROCESS] metrics, a metrics() hook);
+                                               validation metrics named val_<metric>
     final_metrics(run_id, name, value)         their values at the last epoch
     meta(name, value)                          schema_version, ini_path, run_files_path, built_at,
                                                mosaic_version, epoch_loss (how an epoch's loss is averaged),
@@ -31,8 +33,9 @@ from mosaic.results.selection import PROCESS_TYPE, check_status, process_rows, r
 from mosaic.runfiles import copy_file, finite_or_none, replacing
 from mosaic.version import version
 
-SCHEMA_VERSION = 2  # 2: losses and metrics are WITHOUT ROWID tables (one B-tree each, half the writes)
-READABLE_VERSIONS = ("1", "2")  # the same tables and columns: a database of either version can be read
+SCHEMA_VERSION = 3  # 2: losses and metrics are WITHOUT ROWID tables; 3: runs.val_loss and losses.val_loss
+# a database of these versions can be read (one older than 3 has no val_loss column: readers check, has_column)
+READABLE_VERSIONS = ("1", "2", "3")
 # How train_loss and test_loss of an epoch are computed (older versions: the mean of the batch means).
 EPOCH_LOSS = "per-sample mean: each batch weighted by its number of samples"
 
@@ -56,7 +59,8 @@ CREATE TABLE runs (
     diverged INTEGER,
     device TEXT,
     dataset_key TEXT,
-    model_key TEXT
+    model_key TEXT,
+    val_loss REAL
 );
 CREATE TABLE params (run_id INTEGER, module_type TEXT, name TEXT, value);
 CREATE TABLE losses (
@@ -65,6 +69,7 @@ CREATE TABLE losses (
     train_loss REAL,
     test_loss REAL,
     seconds REAL,
+    val_loss REAL,
     PRIMARY KEY (run_id, epoch)
 ) WITHOUT ROWID;
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT);
@@ -220,14 +225,16 @@ INSERT_RUN = f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 
 
 def _insert_losses(db, run_id, columns):
-    """A run's loss rows, many rows a statement (half the cost of executemany)."""
-    flat = [run_id] * (5 * len(columns[0]))  # run_id, epoch, train_loss, test_loss, seconds, run_id, ...
+    """A run's loss rows, many rows a statement (half the cost of executemany); `columns`: epochs, train, test,
+    seconds, val (None: NULL on every row)."""
+    width = 6  # run_id, epoch, train_loss, test_loss, seconds, val_loss, run_id, ...
+    flat = [run_id] * (width * len(columns[0]))
     for k, column in enumerate(columns, start=1):
-        flat[k::5] = column
-    per_statement = 5 * (_max_variables(db) // 5)
+        flat[k::width] = [None] * len(columns[0]) if column is None else column
+    per_statement = width * (_max_variables(db) // width)
     for start in range(0, len(flat), per_statement):
         chunk = flat[start:start + per_statement]
-        db.execute(_values_statement("losses", 5, len(chunk) // 5), chunk)
+        db.execute(_values_statement("losses", width, len(chunk) // width), chunk)
 
 
 def _max_variables(db):
@@ -322,6 +329,11 @@ def select_run_ids(db_path, ids=None, status=None, param=None):
         ids = set(ids)
         found = [run_id for run_id in found if run_id in ids]
     return found
+
+
+def has_column(db, table, column):
+    """True when `table` of the open database has `column` (a database older than version 3 has no val_loss)."""
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
 def data_types_by_run(db):

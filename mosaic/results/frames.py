@@ -6,7 +6,7 @@ pandas is imported inside `load`, so that importing mosaic or mosaic.results sta
 from contextlib import closing
 from dataclasses import dataclass
 
-from mosaic.results.database import open_db
+from mosaic.results.database import has_column, open_db
 from mosaic.results.run_records import RUN_COLUMNS
 
 
@@ -17,7 +17,8 @@ class Results:
     runs    one row a run: the columns of the database's runs table, then one typed column a parameter,
             named `TYPE.NAME` (`mlp.width`, `dataset.batch_size`, `mlp.class`, `PROCESS.lr`); a run whose
             module has no such parameter has a missing value there
-    losses  long form: run_id, epoch, train_loss, test_loss, seconds (one row a run and epoch)
+    losses  long form: run_id, epoch, train_loss, test_loss, seconds, val_loss (one row a run and epoch;
+            val_loss missing for a run without a validation part)
     params  the parameters as stored, long form: run_id, module_type, name, value
     """
 
@@ -34,16 +35,18 @@ def load(db_path):
     import pandas as pd
 
     with closing(open_db(db_path)) as db:
-        run_rows = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY run_id").fetchall()
+        validation = "val_loss" if has_column(db, "runs", "val_loss") else "NULL"  # a database older than v3: none
+        run_columns = [validation if name == "val_loss" else name for name in RUN_COLUMNS]
+        run_rows = db.execute(f"SELECT {', '.join(run_columns)} FROM runs ORDER BY run_id").fetchall()
         param_rows = db.execute(
             "SELECT run_id, module_type, name, value FROM params ORDER BY run_id, rowid").fetchall()
-        loss_rows = db.execute(
-            "SELECT run_id, epoch, train_loss, test_loss, seconds FROM losses ORDER BY run_id, epoch").fetchall()
+        loss_rows = db.execute(f"SELECT run_id, epoch, train_loss, test_loss, seconds, {validation} FROM losses"
+                               " ORDER BY run_id, epoch").fetchall()
 
     runs = pd.DataFrame.from_records(run_rows, columns=RUN_COLUMNS)
     runs = runs.astype({"run_id": "int64", "replicate": "Int64", "seed": "Int64", "nb_params": "Int64",
                         "epochs": "Int64", "diverged": "boolean"})
-    for column in ("train_loss", "test_loss", "overfit", "trainability", "slope", "duration_s"):
+    for column in ("train_loss", "test_loss", "val_loss", "overfit", "trainability", "slope", "duration_s"):
         runs[column] = runs[column].astype("float64")
 
     columns = {}  # "TYPE.NAME" -> {run_id: value}, in first-seen order
@@ -53,9 +56,10 @@ def load(db_path):
     for column, by_run in columns.items():
         runs[column] = typed_column(pd, [by_run.get(run_id) for run_id in ids])
 
-    losses = pd.DataFrame.from_records(loss_rows, columns=["run_id", "epoch", "train_loss", "test_loss", "seconds"])
+    losses = pd.DataFrame.from_records(loss_rows, columns=["run_id", "epoch", "train_loss", "test_loss", "seconds",
+                                                           "val_loss"])
     losses = losses.astype({"run_id": "int64", "epoch": "int64", "train_loss": "float64", "test_loss": "float64",
-                            "seconds": "float64"})
+                            "seconds": "float64", "val_loss": "float64"})
     params = pd.DataFrame.from_records(param_rows, columns=["run_id", "module_type", "name", "value"])
     params = params.astype({"run_id": "int64"})
     return Results(runs=runs, losses=losses, params=params)

@@ -11,7 +11,7 @@ import os
 from contextlib import closing
 
 from mosaic.errors import MosaicError
-from mosaic.results.database import open_db, select_run_ids
+from mosaic.results.database import has_column, open_db, select_run_ids
 from mosaic.results.figures import figure as _figure
 from mosaic.results.figures import output_format, render_message, save, save_atomically
 from mosaic.results.figures import short_float as _short_float
@@ -25,12 +25,13 @@ PAGE_DPI = 100  # a 3 x 3 page is 1200 x 1050 pixels
 def loss_panels(db_path, run_ids, limit=None):
     """One panel per run of `run_ids` that has losses, in run id order; the first `limit` at most.
 
-    Each panel: {run_id, title 'id:pipeline:nb_params', epochs, train, test (None for NULL),
-    overfit, trainability, slope}.
+    Each panel: {run_id, title 'id:pipeline:nb_params', epochs, train, test, validation (None for NULL;
+    validation None for a run without validation losses), overfit, trainability, slope}.
     """
     wanted = set(run_ids)
     panels = []
     with closing(open_db(db_path)) as db:
+        validation = "val_loss" if has_column(db, "losses", "val_loss") else "NULL"  # a database older than v3
         runs = db.execute(
             "SELECT run_id, pipeline, nb_params, overfit, trainability, slope FROM runs ORDER BY run_id"
         ).fetchall()
@@ -40,11 +41,11 @@ def loss_panels(db_path, run_ids, limit=None):
             if limit is not None and len(panels) >= limit:
                 break
             rows = db.execute(
-                "SELECT epoch, train_loss, test_loss FROM losses WHERE run_id = ? ORDER BY epoch", (run_id,)
-            ).fetchall()
+                f"SELECT epoch, train_loss, test_loss, {validation} FROM losses WHERE run_id = ? ORDER BY epoch",
+                (run_id,)).fetchall()
             if not rows:
                 continue
-            epochs, train, test = (list(column) for column in zip(*rows))
+            epochs, train, test, validated = (list(column) for column in zip(*rows))
             panels.append(
                 {
                     "run_id": run_id,
@@ -52,6 +53,7 @@ def loss_panels(db_path, run_ids, limit=None):
                     "epochs": epochs,
                     "train": train,
                     "test": test,
+                    "validation": validated if any(value is not None for value in validated) else None,
                     **dict(zip(INDICATORS, values)),
                 }
             )
@@ -63,9 +65,13 @@ def _nan_for_none(values):
 
 
 def _draw_panel(ax, panel, plot_size):
-    train_line = ax.plot(panel["epochs"], _nan_for_none(panel["train"]), "-", color="tab:blue")[0]
-    test_line = ax.plot(panel["epochs"], _nan_for_none(panel["test"]), "--", color="tab:red")[0]
-    if _use_log_scale(panel["train"] + panel["test"]):
+    """The panel's curves: train solid, test dashed, validation dash-dotted; returns their lines."""
+    lines = [ax.plot(panel["epochs"], _nan_for_none(panel["train"]), "-", color="tab:blue")[0],
+             ax.plot(panel["epochs"], _nan_for_none(panel["test"]), "--", color="tab:red")[0]]
+    validation = panel.get("validation") or []
+    if validation:
+        lines.append(ax.plot(panel["epochs"], _nan_for_none(validation), "-.", color="tab:green")[0])
+    if _use_log_scale(panel["train"] + panel["test"] + validation):
         ax.set_yscale("log")
         ax.minorticks_off()  # a panel spans many decades: unlabelled ticks at 2..9 x 10^k were half the drawing time
     ax.set_title(panel["title"].replace(" | ", "\n"), fontsize=max(4, 9 - plot_size))
@@ -73,17 +79,19 @@ def _draw_panel(ax, panel, plot_size):
     font_size = max(4, 10 - plot_size)
     ax.text(0.97, 0.95, text, transform=ax.transAxes, ha="right", va="top", fontsize=font_size, alpha=0.7)
     ax.tick_params(labelsize=max(4, 9 - plot_size))
-    return train_line, test_line
+    return lines
 
 
 def _draw_page(page, plot_size):
     fig = _figure(figsize=(4 * plot_size, 3.5 * plot_size))
     axes = fig.subplots(plot_size, plot_size, squeeze=False).flatten()
+    legend = []
     for ax, panel in zip(axes, page):
         lines = _draw_panel(ax, panel, plot_size)
+        legend = max(legend, lines, key=len)  # a page with validation curves names them
     for ax in axes[len(page) :]:
         ax.remove()
-    fig.legend(lines, ["train", "test"], loc="upper right")
+    fig.legend(legend, ["train", "test", "validation"][: len(legend)], loc="upper right")
     # Fixed margins: tight_layout would measure every tick label and double the drawing time.
     fig.subplots_adjust(left=0.08, right=0.9, bottom=0.05, top=0.93, wspace=0.3, hspace=0.45)
     return fig
@@ -113,7 +121,7 @@ def page_count(drawn, plot_size):
 
 
 def render_plotloss(panels, out_path, plot_size=3, pages=None):
-    """The loss curves, pages of plot_size × plot_size panels each with a train/test legend, in the format
+    """The loss curves, pages of plot_size × plot_size panels each with a train/test(/validation) legend, in the format
     `out_path`'s extension names (figures.output_format): a PDF of every page, or one image a page
     (.png, .svg: image_pages); with `pages` (a folder), each page also as a PNG there (page_paths)."""
     fmt = output_format(out_path)

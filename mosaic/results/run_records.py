@@ -32,7 +32,7 @@ from mosaic.runfiles import (
 # the columns of the runs table, in order (database.SCHEMA)
 RUN_COLUMNS = (
     "run_id run_hash pipeline status replicate seed nb_params epochs train_loss test_loss"
-    " overfit trainability slope duration_s error diverged device dataset_key model_key"
+    " overfit trainability slope duration_s error diverged device dataset_key model_key val_loss"
 ).split()
 
 
@@ -86,8 +86,9 @@ def _read_nth(index):
 
 def _record(experiment, run, shared_rows):
     """Everything written for one run: (runs row, params rows, loss columns, metrics rows, stamp).
-    Loss columns: epochs, then train, test, seconds as arrays of doubles (compact to pass between
-    processes) or, when some value is nan or infinite, lists with None in its place."""
+    Loss columns: epochs, then train, test, seconds and val (the validation losses, None for a run without
+    them) as arrays of doubles (compact to pass between processes) or, when some value is nan or
+    infinite, lists with None in its place."""
     from array import array
 
     run_files_path = experiment.process.run_files_path
@@ -100,7 +101,8 @@ def _record(experiment, run, shared_rows):
         values = [[finite_or_none(value) for value in column] for column in values]
     metrics = _read_metrics(run_files_path, run.run_hash) if state.status == "done" else []
     params = [(run.run_id, *row) for row in module_rows(run) + shared_rows]
-    return _run_row(run, state, columns), params, (array("q", epochs), *values), metrics, stamp
+    losses = (array("q", epochs), *values, *[None] * (5 - len(columns)))  # no validation losses: None
+    return _run_row(run, state, columns), params, losses, metrics, stamp
 
 
 def _read_metrics(run_files_path, run_hash):
@@ -111,7 +113,7 @@ def _read_metrics(run_files_path, run_hash):
 
 
 def _read_run(run_files_path, run_hash):
-    """(RunState, loss columns: epochs, train, test, seconds) of one run; unreadable files make it an
+    """(RunState, loss columns: epochs, train, test, seconds[, val]) of one run; unreadable files make it an
     error run, not a failed build."""
     try:
         state = read_state(run_files_path, run_hash)
@@ -141,13 +143,15 @@ def _run_row(run, state, columns):
     )
     if state.status == "done":
         result = state.result
-        epochs, train, test, _ = columns
+        epochs, train, test, *_ = columns
+        validation = columns[4] if len(columns) == 5 else []
         finite = all(map(math.isfinite, train)) and all(map(math.isfinite, test))
         row.update(
             nb_params=result.get("nb_params"),
             epochs=result.get("epochs", len(epochs)),
             train_loss=finite_or_none(train[-1]) if train else None,
             test_loss=finite_or_none(test[-1]) if test else None,
+            val_loss=finite_or_none(validation[-1]) if validation else None,
             duration_s=result.get("duration_s"),
             diverged=int(bool(result.get("diverged")) or not finite),
             device=result.get("device"),

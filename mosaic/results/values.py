@@ -8,11 +8,13 @@ metaplot_values and mosaic_compare (all but NOT_COMPARED); config/README.md list
 import sqlite3
 
 from mosaic.errors import MosaicError
+from mosaic.results.database import has_column
 
 # value name -> runs column; "duration(s)" is another spelling users type
 VALUE_COLUMNS = {
     "test_loss": "test_loss",
     "train_loss": "train_loss",
+    "val_loss": "val_loss",  # the last epoch's validation loss (a run with a validation part; else missing)
     "duration": "duration_s",
     "duration_s": "duration_s",
     "duration(s)": "duration_s",
@@ -25,7 +27,7 @@ VALUE_COLUMNS = {
 # against) is not an outcome to rank, and mosaic_compare takes duration under its other spellings only
 NOT_COMPARED = {"nb_params", "duration(s)"}
 COMPARED_COLUMNS = {name: column for name, column in VALUE_COLUMNS.items() if name not in NOT_COMPARED}
-LOSS_VALUES = ("test_loss", "train_loss")  # the values whose first-epoch value is in the losses table
+LOSS_VALUES = ("test_loss", "train_loss", "val_loss")  # the values whose first-epoch value is in the losses table
 # values where higher is better, known by name; any other value: lower is better unless told
 HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "f1", "precision", "recall", "auc", "r2"}
 
@@ -42,6 +44,9 @@ def value_source(db, value, columns=VALUE_COLUMNS):
     """(SQL expression, join, arguments) giving `value` per row of runs: a runs column (see `columns`) or
     the final value of a recorded metric; MosaicError naming the choices otherwise."""
     if value in columns:
+        if not has_column(db, "runs", columns[value]):
+            raise MosaicError(f"value '{value}': this database has no {columns[value]} column (built by an older"
+                              " version of Mosaic); build it again (mosaic_savedb)")
         return f"runs.{columns[value]}", "", ()
     metrics = recorded_metrics(db)
     if value in metrics:

@@ -109,7 +109,7 @@ def test_load_groups_counts_failed_diverged_and_pending(db_path):
 @pytest.mark.parametrize("value", ["nb_params", "duration(s)"])
 def test_the_model_size_and_the_metaplot_spelling_are_not_compared(db_path, value):
     """metaplot draws them (mosaic.results.values); mosaic_compare ranks outcomes under their own names."""
-    expected = "expected one of test_loss, train_loss, duration, duration_s, overfit, trainability, slope$"
+    expected = "expected one of test_loss, train_loss, val_loss, duration, duration_s, overfit, trainability, slope$"
     with pytest.raises(MosaicError, match=f"unknown value '{re.escape(value)}': {expected}"):
         cmp.load_groups(db_path, value)
     durations = cmp.load_groups(db_path, "duration")["data_dataset_OR"]

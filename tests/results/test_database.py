@@ -141,7 +141,7 @@ def test_done_run_columns(db_path, experiment):
     assert row[8:10] == (pytest.approx(train[-1]), pytest.approx(test[-1]))
     expected = indicators(train, test)
     assert row[10:13] == pytest.approx((expected["overfit"], expected["trainability"], expected["slope"]))
-    assert row[13:] == (7.5, None, 0, "cpu", "data_dataset_OR", "net_brick")
+    assert row[13:] == (7.5, None, 0, "cpu", "data_dataset_OR", "net_brick", None)  # no validation: val_loss NULL
 
 
 def test_losses_table(db_path, experiment):
@@ -155,7 +155,7 @@ def test_losses_table(db_path, experiment):
 
 def test_losses_primary_key(db_path):
     with pytest.raises(sqlite3.IntegrityError):
-        query(db_path, "INSERT INTO losses VALUES (10, 1, 0.0, 0.0, 0.0)")
+        query(db_path, "INSERT INTO losses VALUES (10, 1, 0.0, 0.0, 0.0, NULL)")
 
 
 def test_non_finite_losses_are_null_and_diverged(db_path):

@@ -76,7 +76,8 @@ def test_load_losses_long_form(database):
     path, _, expected = database
     results = mosaic.load(path)
     losses = results.losses
-    assert list(losses.columns) == ["run_id", "epoch", "train_loss", "test_loss", "seconds"]
+    assert list(losses.columns) == ["run_id", "epoch", "train_loss", "test_loss", "seconds", "val_loss"]
+    assert losses["val_loss"].isna().all()  # no run here has a validation part
     assert sorted(set(losses["run_id"])) == sorted(expected)
     for run_id, rows in expected.items():
         got = losses[losses["run_id"] == run_id]
