@@ -136,7 +136,7 @@ class Tuned:
         if candidates:
             sign = -1 if higher else 1
             self.selected = min(candidates, key=lambda s: (self.settings[s].n_bad > 0,
-                                                           sign * self.mean_validation(s), s))
+                                                           sign * self.mean_validation(s), repr(s)))
         return self.selected
 
 
@@ -257,7 +257,7 @@ def _shared(groups, higher):
     """The settings with a validation value in every group, the best mean over the groups first."""
     common = set.intersection(*({s for s in g.settings if g.mean_validation(s) is not None} for g in groups))
     sign = -1 if higher else 1
-    return sorted(common, key=lambda s: (sign * sum(g.mean_validation(s) for g in groups) / len(groups), s))
+    return sorted(common, key=lambda s: (sign * sum(g.mean_validation(s) for g in groups) / len(groups), repr(s)))
 
 
 def tune_dataset(groups, names, value, higher, rope, scale, solved_below, seed=SEED):

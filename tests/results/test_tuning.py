@@ -173,3 +173,18 @@ def test_the_workflow_tunes_the_settings_that_vary_between_the_runs():
     assert settings_to_tune(runs, "lr,optimizer") == ["lr"]
     assert settings_to_tune(runs, "optimizer") == []
     assert settings_to_tune(runs, "") == []
+
+
+def test_two_names_tuned_together_and_a_setting_left_unset(tmp_path):
+    finals = {("ds", "A", (0.01, None)): replicates(0.2, 0.1),  # a tie on validation with the next one
+              ("ds", "A", (0.01, 1e-4)): replicates(0.3, 0.1),
+              ("ds", "A", (0.1, 1e-4)): replicates(0.3, 0.4),
+              ("ds", "B", (0.01, None)): replicates(0.2, 0.2),
+              ("ds", "B", (0.1, 1e-4)): replicates(0.1, 0.1)}
+    db = build_tuned_database(tmp_path, finals, names=("lr", "weight_decay"))
+    [tuned] = tune(db, names="lr,weight_decay")
+    assert {g.label: g.selected for g in tuned.groups} == {
+        "A": (("lr", 0.01), ("weight_decay", 1e-4)), "B": (("lr", 0.1), ("weight_decay", 1e-4))}
+    assert [setting for setting, _ in tuned.shared] == [(("lr", 0.01), ("weight_decay", None))]  # the best first
+    assert shared_sentence(tuned) == ("at lr = 0.01, weight_decay = None A wins; each at its best lr and "
+                                      "weight_decay, B wins.")
