@@ -24,6 +24,7 @@ from mosaic.run.classes import construct, load_class, takes_run_info
 from mosaic.run.loss import backward, batch_loss, batch_size, per_sample, reduction_of
 from mosaic.run.metrics import Metrics
 from mosaic.run.optimizer import make_optimizer
+from mosaic.run.validation import carve, validation_split_of
 from mosaic.version import version
 
 
@@ -74,7 +75,7 @@ def label(run, module):
 class Pipeline:
     """The built modules of one run, with what the loop needs to call them."""
 
-    def __init__(self, run, experiment, device):
+    def __init__(self, run, experiment, device, validation_split=None):
         self.run = run
         self.device = device
         self.run_info = {
@@ -84,7 +85,13 @@ class Pipeline:
             "seed": run.seed,
             "replicate": run.replicate,
         }
-        self.train_loader, self.test_loader = self._prepare_data()
+        self.train_loader, self.validation_loader, self.test_loader = self._prepare_data()
+        if validation_split and self.validation_loader is None:
+            self.train_loader, self.validation_loader = carve(self.train_loader, validation_split,
+                                                              experiment.process.seed, f"run {run.run_id}")
+            self.run_info["train_loader"] = self.train_loader
+        if self.validation_loader is not None:
+            self.run_info["validation_loader"] = self.validation_loader
         self.models, self.infos = self._build_models()
         self.calls = [self.call_of(model, info) for model, info in zip(self.models, self.infos)]
         self.parameters = unique_parameters(self.models)
@@ -103,12 +110,14 @@ class Pipeline:
             else:
                 data = obj.prepare(data)
             self._merge_info(obj)
-        if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        if not (isinstance(data, (tuple, list)) and len(data) in (2, 3)):
             last = self.run.data_modules[-1]
             raise MosaicError(f"{label(self.run, last)}: {last.class_name}.prepare returned {kind_of(data)};"
-                              " expected (train_loader, test_loader)")
-        self.run_info["train_loader"], self.run_info["test_loader"] = data
-        return data
+                              " expected (train_loader, test_loader) or (train_loader, validation_loader,"
+                              " test_loader)")
+        train, *validation, test = data
+        self.run_info["train_loader"], self.run_info["test_loader"] = train, test
+        return train, (validation or [None])[0], test
 
     def _build_models(self):
         models, infos = [], []
@@ -310,6 +319,13 @@ def evaluate(pipeline, batches, collect=None):
     return float(total / count)
 
 
+def validate(pipeline, batches, metrics):
+    """The validation pass of an epoch: {"loss": the validation loss, metric name: its value on validation}."""
+    collected = [] if metrics else None
+    loss = evaluate(pipeline, batches(), collected)
+    return {"loss": loss, **(metrics.compute(*zip(*collected)) if metrics else {})}
+
+
 def versions():
     return {"python": platform.python_version(), "torch": torch.__version__, "mosaic": version()}
 
@@ -335,12 +351,15 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
 
     make_deterministic(device, experiment.process.deterministic)
     seed_everything(run.seed)
-    pipeline = Pipeline(run, experiment, device)
+    description = description or spec_description(experiment, run)  # without a spec: the one it would have
+    pipeline = Pipeline(run, experiment, device, validation_split_of(description["process"]))
     optimizer = make_optimizer(experiment, pipeline.parameters)
     # making the cached batches reads the loaders and leaves the random generators as they were
     limit = experiment.monitor.batch_cache_limit
     train_batches = batch_source(pipeline.train_loader, device, limit)
     test_batches = batch_source(pipeline.test_loader, device, limit)
+    validation_batches = None if pipeline.validation_loader is None else batch_source(
+        pipeline.validation_loader, device, limit)
     metrics = Metrics(experiment, pipeline.models[-1])
     rows, metric_rows, previous = [], [], 0.0
     checkpoint = load_checkpoint(checkpoint_path, run, device, identity)
@@ -360,10 +379,13 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         collected = [] if metrics else None
         test_loss = evaluate(pipeline, test_batches(), collected)
         measured = metrics.compute(*zip(*collected)) if metrics else {}
+        validated = validate(pipeline, validation_batches, metrics) if validation_batches else {}
+        measured.update((f"val_{name}", value) for name, value in validated.items() if name != "loss")
         seconds = time.perf_counter() - tick
-        rows.append((epoch, train_loss, test_loss, seconds))
+        rows.append((epoch, train_loss, test_loss, seconds, *(validated and [validated["loss"]])))
         metric_rows += [(epoch, name, value) for name, value in measured.items()]
         extra = "".join(f" {name}={value:.6g}" for name, value in measured.items())
+        extra = f" val_loss={validated['loss']:.6e}{extra}" if validated else extra
         log(f"epoch {epoch}/{target} train_loss={train_loss:.6e} test_loss={test_loss:.6e}{extra} {seconds:.3f}s")
         if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
             diverged = True
@@ -400,7 +422,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         "versions": versions(),
         "started_at": started_at,  # wall-clock times of this attempt, to see who used a device when
         "finished_at": time.time(),
-        **(description or spec_description(experiment, run)),  # without a spec: the one it would have
+        **description,
     }
     runfiles.write_json(os.path.join(folder, runfiles.RESULT), result)
     remove_user_models(folder)

@@ -129,8 +129,8 @@ def test_an_error_outside_the_users_files_names_the_ini(tmp_path, monkeypatch):
 def test_a_data_class_returning_one_loader_says_what_it_returned(tmp_path, monkeypatch):
     experiment = bad(tmp_path, "Raises", data=BAD_DATA)
     assert failure(tmp_path, experiment, monkeypatch) == (
-        "run 1 [toy] OneLoader: OneLoader.prepare returned a DataLoader; expected (train_loader, test_loader)"
-        " (pre-flight of run 1, OneLoader() | Raises(): nothing was launched; --no-preflight skips this check)")
+        "run 1 [toy] OneLoader: OneLoader.prepare returned a DataLoader; expected (train_loader, test_loader) or"
+        " (train_loader, validation_loader, test_loader) (pre-flight of run 1, OneLoader() | Raises(): nothing was launched; --no-preflight skips this check)")
 
 
 def test_a_model_without_parameters_fails_once(tmp_path, monkeypatch):

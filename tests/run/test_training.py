@@ -221,11 +221,12 @@ def test_missing_constructor_argument_names_class_and_argument(tmp_path):
     assert not (run_folder(experiment, experiment.runs[0]) / runfiles.RESULT).exists()
 
 
-def test_last_data_class_must_return_two_loaders(tmp_path):
-    files = {"one.py": "class One:\n    def prepare(self, data):\n        return [1, 2, 3]\n"}
+def test_last_data_class_must_return_two_or_three_loaders(tmp_path):
+    files = {"one.py": "class One:\n    def prepare(self, data):\n        return [1, 2, 3, 4]\n"}
     sections = "\n[one]\ntype = data\nclass = One\npath_to_class = one.py\n" + model_section("Affine")
     experiment = make_experiment(tmp_path, sections, files=files)
-    with pytest.raises(MosaicError, match=r"One.*\(train_loader, test_loader\)"):
+    with pytest.raises(MosaicError, match=r"One.prepare returned a list of 4 items; expected \(train_loader,"
+                                          r" test_loader\) or \(train_loader, validation_loader, test_loader\)"):
         train_run(experiment, experiment.runs[0], log=quiet)
 
 
