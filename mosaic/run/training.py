@@ -353,7 +353,8 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     seed_everything(run.seed)
     description = description or spec_description(experiment, run)  # without a spec: the one it would have
     pipeline = Pipeline(run, experiment, device, validation_split_of(description["process"]))
-    optimizer = make_optimizer(experiment, pipeline.parameters)
+    optimizer = make_optimizer(experiment, pipeline.parameters, description["process"], pipeline.train_loader,
+                               f"{experiment.ini_path}: run {run.run_id}")
     # making the cached batches reads the loaders and leaves the random generators as they were
     limit = experiment.monitor.batch_cache_limit
     train_batches = batch_source(pipeline.train_loader, device, limit)
@@ -365,7 +366,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
     checkpoint = load_checkpoint(checkpoint_path, run, device, identity)
     if checkpoint is not None and checkpoint["epoch"] <= target:
         pipeline.load_state(checkpoint["models"], os.path.join(folder, checkpoint.get("user_models") or ""))
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        optimizer.load_state_dict(checkpoint["optimizer"], checkpoint.get("scheduler"))
         set_rng_state(checkpoint["rng"])
         rows, previous = list(checkpoint["losses"]), checkpoint["duration_s"]
         metric_rows = list(checkpoint.get("metrics", []))
@@ -380,6 +381,7 @@ def train_run(experiment, run, device="cpu", target_epochs=None, log=print, devi
         test_loss = evaluate(pipeline, test_batches(), collected)
         measured = metrics.compute(*zip(*collected)) if metrics else {}
         validated = validate(pipeline, validation_batches, metrics) if validation_batches else {}
+        optimizer.end_epoch()  # a per-epoch learning-rate schedule steps
         measured.update((f"val_{name}", value) for name, value in validated.items() if name != "loss")
         seconds = time.perf_counter() - tick
         rows.append((epoch, train_loss, test_loss, seconds, *(validated and [validated["loss"]])))

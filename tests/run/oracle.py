@@ -5,8 +5,13 @@ of Mosaic: what Mosaic computes for that run must equal what this computes.
 Seeding: random, numpy and torch seeded with the run's seed, before the classes are built. Data classes:
 prepare(data, run_info, module_info) in order, the last returning (train_loader, test_loader), each
 loader iterated afresh every epoch. Models: applied in order. Optimizer: torch.optim.<name>(parameters,
-lr=lr), with fused=True for Adam, AdamW, SGD and Adagrad. Losses: per-sample means, summed in float32.
-One torch thread, as a run's job has (a kernel's result can depend on how many threads share it)."""
+lr=lr, **its arguments in the spec's process: beta1/beta2 as betas), with fused=True for Adam, AdamW, SGD and
+Adagrad. clip_grad_norm: torch.nn.utils.clip_grad_norm_ over the parameters between backward and step.
+scheduler: torch.optim.lr_scheduler.<name>(optimizer, **its scheduler_<arg> values), T_max = epochs for
+CosineAnnealingLR, max_lr = lr and total_steps = epochs x batches for OneCycleLR, base_lr = lr for CyclicLR;
+OneCycleLR and CyclicLR stepped after every optimizer step, the others after each epoch's test pass.
+Losses: per-sample means, summed in float32. One torch thread, as a run's job has (a kernel's result can
+depend on how many threads share it)."""
 
 import importlib.util
 import inspect
@@ -18,6 +23,9 @@ import numpy as np
 import torch
 
 FUSED = ("Adam", "AdamW", "SGD", "Adagrad")
+ARGUMENTS = ("weight_decay", "momentum", "eps", "nesterov", "amsgrad", "dampening", "alpha", "centered", "rho",
+             "lr_decay", "momentum_decay", "initial_accumulator_value", "maximize")
+PER_BATCH = ("OneCycleLR", "CyclicLR")
 
 
 def load(path, name):
@@ -69,7 +77,13 @@ def train_with_one_thread(run_folder):
     parameters = list({id(p): p for model, _ in models for p in model.parameters()}.values())
     optimizer_class = getattr(torch.optim, process["optimizer"])
     extra = {"fused": True} if process["optimizer"] in FUSED else {}
+    extra.update((name, process[name]) for name in ARGUMENTS if name in process)
+    if "beta1" in process or "beta2" in process:
+        extra["betas"] = (process.get("beta1", 0.9), process.get("beta2", 0.999))
     optimizer = optimizer_class(parameters, lr=process["lr"], **extra)
+    scheduler = make_scheduler(optimizer, process, spec["epochs"], len(train_loader))
+    per_batch = process.get("scheduler") in PER_BATCH
+    clip = process.get("clip_grad_norm")
     if process["class_loss_function"]:
         loss_fn = load(context["process"]["path_to_class_loss_function"], process["class_loss_function"])()
     else:
@@ -87,7 +101,11 @@ def train_with_one_thread(run_folder):
             loss = loss_fn(x, y)
             if training:
                 loss.backward()
+                if clip is not None:
+                    torch.nn.utils.clip_grad_norm_(parameters, clip)
                 optimizer.step()
+                if per_batch:
+                    scheduler.step()
             total = total + (loss.detach() if len(y) == 1 else loss.detach() * len(y))
             count += len(y)
         return float(total / count)
@@ -97,5 +115,24 @@ def train_with_one_thread(run_folder):
         train_loss = epoch(train_loader, True)
         with torch.no_grad():
             test_loss = epoch(test_loader, False)
+        if scheduler is not None and not per_batch:
+            scheduler.step()
         rows.append((number, train_loss, test_loss))
     return rows
+
+
+def make_scheduler(optimizer, process, epochs, batches):
+    """The process's learning-rate scheduler over `optimizer`, None without one."""
+    name = process.get("scheduler")
+    if not name:
+        return None
+    arguments = {key[len("scheduler_"):]: list(value) if isinstance(value, list) else value
+                 for key, value in process.items() if key.startswith("scheduler_")}
+    if name == "CosineAnnealingLR":
+        arguments.setdefault("T_max", epochs)
+    if name == "OneCycleLR":
+        arguments.setdefault("max_lr", process["lr"])
+        arguments.setdefault("total_steps", epochs * batches)
+    if name == "CyclicLR":
+        arguments.setdefault("base_lr", process["lr"])
+    return getattr(torch.optim.lr_scheduler, name)(optimizer, **arguments)

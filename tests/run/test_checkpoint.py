@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mosaic import runfiles
+from mosaic.experiment.spec import description as spec_description
 from mosaic.run import training
 from mosaic.run.training import train_run
 from tests.fakes import (
@@ -104,6 +105,40 @@ def test_user_saved_models_stay_paired_with_their_checkpoint(tmp_path, monkeypat
     assert losses(experiment, run) == clean
     names = sorted(p.name for p in run_folder(experiment, run).iterdir())
     assert "model_0_Bare.pt" in names and not any(name.startswith("checkpoint_models") for name in names)
+
+
+@pytest.mark.parametrize("settings", [
+    {"scheduler": "OneCycleLR", "clip_grad_norm": 0.5},
+    {"optimizer": "SGD", "momentum": 0.9, "scheduler": "StepLR", "scheduler_step_size": 3, "scheduler_gamma": 0.5},
+])
+def test_an_interrupted_run_resumes_its_learning_rate_schedule(tmp_path, settings):
+    """The checkpoint holds the scheduler's state (loadable as weights only): the interrupted run, continued,
+    equals a clean one."""
+
+    def trained(folder, log):
+        experiment = toy(folder, **CHECKPOINTED)
+        run = experiment.runs[0]
+        description = spec_description(experiment, run)
+        description["process"].update(settings)
+        try:
+            train_run(experiment, run, log=log, description=description)
+        except KeyboardInterrupt:
+            pass
+        return experiment, run
+
+    def stop_at_epoch_5(line):
+        if line.startswith("epoch 5/"):
+            raise KeyboardInterrupt
+
+    experiment, run = trained(tmp_path / "clean", quiet)
+    clean = losses(experiment, run)
+    experiment, run = trained(tmp_path / "crash", stop_at_epoch_5)
+    checkpoint = torch.load(run_folder(experiment, run) / runfiles.CHECKPOINT, weights_only=True)
+    assert checkpoint["epoch"] == 4 and checkpoint["scheduler"]["last_epoch"] in (4, 4 * 4)
+    lines = []
+    trained(tmp_path / "crash", lines.append)
+    assert "continuing from the checkpoint at epoch 4" in lines
+    assert losses(experiment, run) == clean
 
 
 def test_checkpoint_of_another_run_is_ignored(tmp_path):
