@@ -89,9 +89,7 @@ class Pipeline:
         if validation_split and self.validation_loader is None:
             self.train_loader, self.validation_loader = carve(self.train_loader, validation_split,
                                                               experiment.process.seed, f"run {run.run_id}")
-            self.run_info["train_loader"] = self.train_loader
-        if self.validation_loader is not None:
-            self.run_info["validation_loader"] = self.validation_loader
+            self.run_info["train_loader"] = self.train_loader  # what the run trains on
         self.models, self.infos = self._build_models()
         self.calls = [self.call_of(model, info) for model, info in zip(self.models, self.infos)]
         self.parameters = unique_parameters(self.models)

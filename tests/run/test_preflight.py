@@ -130,7 +130,8 @@ def test_a_data_class_returning_one_loader_says_what_it_returned(tmp_path, monke
     experiment = bad(tmp_path, "Raises", data=BAD_DATA)
     assert failure(tmp_path, experiment, monkeypatch) == (
         "run 1 [toy] OneLoader: OneLoader.prepare returned a DataLoader; expected (train_loader, test_loader) or"
-        " (train_loader, validation_loader, test_loader) (pre-flight of run 1, OneLoader() | Raises(): nothing was launched; --no-preflight skips this check)")
+        " (train_loader, validation_loader, test_loader) (pre-flight of run 1, OneLoader() | Raises(): nothing was"
+        " launched; --no-preflight skips this check)")
 
 
 def test_a_model_without_parameters_fails_once(tmp_path, monkeypatch):
@@ -196,3 +197,4 @@ def test_run_info_holds_what_the_static_check_assumes(tmp_path):
     experiment = make_experiment(tmp_path, TOY_DATA + model_section("Affine"))
     pipeline = Pipeline(experiment.runs[0], experiment, "cpu")
     assert set(pipeline.run_info) == {*RUN_INFO_KEYS, *LOADER_KEYS, "input_size", "output_size"}
+

@@ -39,7 +39,6 @@ def test_the_split_is_the_same_for_every_run_of_a_dataset_and_disjoint_from_the_
         pipeline = Pipeline(run, experiment, "cpu", SPLIT)
         parts.append((rows_of(pipeline.train_loader), rows_of(pipeline.validation_loader)))
         assert pipeline.run_info["train_loader"] is pipeline.train_loader
-        assert pipeline.run_info["validation_loader"] is pipeline.validation_loader
         assert pipeline.validation_loader.batch_size == pipeline.train_loader.batch_size == 8
     train, validation = parts[0]
     assert all(part == (train, validation) for part in parts)
@@ -89,7 +88,7 @@ def test_a_data_class_returning_three_loaders_validates_on_its_own(tmp_path):
     rows = train_with_split(experiment, run)  # its own validation loader: nothing is carved
     assert [row[4] for row in rows] == [row[2] for row in rows]
     pipeline = Pipeline(run, experiment, "cpu", SPLIT)
-    assert len(pipeline.train_loader.dataset) == 32 and pipeline.run_info["validation_loader"] is pipeline.test_loader
+    assert len(pipeline.train_loader.dataset) == 32 and pipeline.validation_loader is pipeline.test_loader
 
 
 @pytest.mark.parametrize("split, why", [
@@ -173,3 +172,4 @@ def test_oracle_a_run_with_a_split_trains_as_a_plain_loop_on_the_carved_part(tmp
     finally:
         torch.set_num_threads(threads)
     assert [(e, train, test, val) for e, train, test, _, val in rows] == expected
+
