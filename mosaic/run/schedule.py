@@ -21,26 +21,29 @@ from mosaic.errors import MosaicError
 # the optimizer arguments a run's settings may hold (mosaic/experiment/model.py's OPTIMIZER_ARGS)
 OPTIMIZER_ARGS = ("weight_decay", "momentum", "beta1", "beta2", "eps", "nesterov", "amsgrad", "dampening", "alpha",
                   "centered", "rho", "lr_decay", "momentum_decay", "initial_accumulator_value", "maximize")
-# arguments of the optimizer classes that are not settings (how torch computes, not what)
-IMPLEMENTATION = ("params", "lr", "foreach", "fused", "capturable", "differentiable")
 PER_BATCH = ("OneCycleLR", "CyclicLR")
 # classes that take functions, other schedulers or a metric: not made from the ini's values
 NOT_MADE = ("LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler", "ReduceLROnPlateau")
 PREFIX = "scheduler_"
 
 
+def torch_argument(name):
+    """The torch.optim argument an optimizer setting gives: betas for beta1 and beta2, else its own name."""
+    return "betas" if name in ("beta1", "beta2") else name
+
+
 def optimizer_arguments(cls, settings, where):
     """{argument: value} for the torch.optim class `cls` from `settings`; `where` names the run in messages."""
     parameters = inspect.signature(cls).parameters
-    takes = [name for name in parameters if name not in IMPLEMENTATION]
+    takes = [name for name in OPTIMIZER_ARGS if torch_argument(name) in parameters]  # as the ini names them
     arguments = {}
     for name in OPTIMIZER_ARGS:
         if name not in settings:
             continue
-        argument = "betas" if name in ("beta1", "beta2") else name
-        if argument not in takes:
+        argument = torch_argument(name)
+        if name not in takes:
             raise MosaicError(f"{where}: {name}: {cls.__name__} takes no argument '{argument}'"
-                              f" (it takes: {', '.join(takes)})")
+                              f" (it takes: {', '.join(takes) or 'none'})")
         if argument == "betas":
             betas = list(arguments.get("betas", parameters["betas"].default))
             betas[name == "beta2"] = settings[name]

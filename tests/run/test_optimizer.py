@@ -251,10 +251,10 @@ def with_settings(settings, name="Adam", epochs=3, loader=None):
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"momentum": 0.9}, "exp.ini: run 1: momentum: Adam takes no argument 'momentum' (it takes: betas, eps,"
-                        " weight_decay, amsgrad, maximize, decoupled_weight_decay)"),
+    ({"momentum": 0.9}, "exp.ini: run 1: momentum: Adam takes no argument 'momentum' (it takes: weight_decay,"
+                        " beta1, beta2, eps, amsgrad, maximize)"),
     ({"optimizer": "SGD", "beta1": 0.9}, "exp.ini: run 1: beta1: SGD takes no argument 'betas' (it takes:"
-                                         " momentum, dampening, weight_decay, nesterov, maximize)"),
+                                         " weight_decay, momentum, nesterov, dampening, maximize)"),
     ({"optimizer": "SGD", "momentum": -1}, "exp.ini: run 1: optimizer = SGD: Invalid momentum value: -1"),
     ({"scheduler": "StepLR", "scheduler_step": 2}, "exp.ini: run 1: scheduler_step: StepLR takes no argument"
                                                    " 'step' (it takes: step_size, gamma)"),
