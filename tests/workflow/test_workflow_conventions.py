@@ -88,6 +88,7 @@ def test_test_configuration_plans_two_runs_and_the_aggregation(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", done.stdout, re.M))
     assert stats["train"] == "2" and stats["database"] == "1" and stats["metaplot"] == "1"  # both values, one job
+    assert "tune" not in stats  # no training setting varies: nothing to tune (compare_tune auto)
 
 
 def test_lint_is_clean():

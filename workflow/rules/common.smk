@@ -112,13 +112,12 @@ def compare_targets():
 
 
 def tune_files():
-    """The tune rule's outputs: {name: path} beside the other plots ({} when there is nothing to tune)."""
+    """The tune rule's outputs: {name: path} beside the other plots."""
     from mosaic.results.tuning_plots import tuning_names
 
-    if not TUNED:
-        return {}
     return {name: os.path.join(PLOTS, file) for name, file in tuning_names(config["compare_value"]).items()}
 
 
 def tune_targets():
-    return list(tune_files().values())
+    """The tuned comparison's files when there is something to tune (TUNED), else none."""
+    return list(tune_files().values()) if TUNED else []

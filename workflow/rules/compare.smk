@@ -37,28 +37,27 @@ onsuccess:
 
 
 # Each architecture at its best training settings, chosen on validation (mosaic_compare --tune), with the
-# tuning budget: only when a training setting of compare_tune varies between the runs of the ini (TUNED).
-if TUNED:
+# tuning budget: a target of `all` only when a training setting of compare_tune varies between the runs (TUNED).
+localrules:
+    tune,
 
-    localrules:
-        tune,
 
-    rule tune:
-        input:
-            DATABASE,
-        output:
-            markdown=report(tune_files()["markdown"], caption="../report/tuning.rst", category="Verdicts"),
-            plot=report(tune_files()["plot"], caption="../report/tuning.rst", category="Verdicts"),
-            csv=tune_files()["csv"],
-        log:
-            os.path.join(LOGS, "tune.log"),
-        params:
-            names=",".join(TUNED),
-            value=config["compare_value"],
-            rope=config["compare_rope"],
-            scale=config["compare_scale"],
-            solved_below=config["compare_solved_below"],
-        conda:
-            "../envs/mosaic.yaml"
-        script:
-            "../scripts/tune.py"
+rule tune:
+    input:
+        DATABASE,
+    output:
+        markdown=report(tune_files()["markdown"], caption="../report/tuning.rst", category="Verdicts"),
+        plot=report(tune_files()["plot"], caption="../report/tuning.rst", category="Verdicts"),
+        csv=tune_files()["csv"],
+    log:
+        os.path.join(LOGS, "tune.log"),
+    params:
+        names=",".join(TUNED),
+        value=config["compare_value"],
+        rope=config["compare_rope"],
+        scale=config["compare_scale"],
+        solved_below=config["compare_solved_below"],
+    conda:
+        "../envs/mosaic.yaml"
+    script:
+        "../scripts/tune.py"
