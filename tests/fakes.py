@@ -142,7 +142,8 @@ def fake_run(run_id, run_hash, modules, pipeline, replicate, seed):
     from types import SimpleNamespace
 
     return SimpleNamespace(run_id=run_id, run_hash=run_hash, replicate=replicate, seed=seed, modules=tuple(modules),
-                           n_data=1, pipeline=pipeline, dataset_key=modules[0].key, model_key=modules[-1].key)
+                           n_data=1, pipeline=pipeline, dataset_key=modules[0].key, model_key=modules[-1].key,
+                           training=(("lr", 0.01), ("optimizer", "Adam")))
 
 
 def write_done(run_files_path, run_hash, losses, result, metrics=None):

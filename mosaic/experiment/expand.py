@@ -1,7 +1,8 @@
 """Expand the variants of each type into the ordered runs, with their content hashes and seeds.
 
-A run's identity is a hash of what it computes (classes, parameters, the PROCESS values that matter,
-its replicate), so that editing the ini leaves finished runs alone. Standard library only.
+A run's identity is a hash of what it computes (classes, parameters, the PROCESS values that matter, its
+training settings, its replicate), so that editing the ini leaves finished runs alone. A run with only lr and
+optimizer as training settings hashes as before they could vary. Standard library only.
 """
 
 import hashlib
@@ -10,6 +11,8 @@ import json
 
 from mosaic.errors import ConfigError
 from mosaic.experiment.model import PROCESS_IDENTITY_FIELDS, Run
+from mosaic.experiment.training import display, pipeline_grid, varying_names
+from mosaic.experiment.values import MAX_COMBINATIONS
 
 
 def _compact_json(value):
@@ -21,11 +24,17 @@ def module_json_text(module):
     return _compact_json([module.type, module.class_name, module.path_in_ini, [list(p) for p in module.params]])
 
 
-def process_json_text(process, loss_path_in_ini):
-    """The PROCESS values that change what a run computes (not epochs, paths or extra keys), and the loss
-    class's file as the ini writes it."""
+def process_values(process, training):
+    """The PROCESS values that change what a run computes (not epochs, paths or extra keys), with the run's
+    own lr and optimizer, then its other training settings (`training`: the run's, sorted (name, value))."""
     values = {key: getattr(process, key) for key in PROCESS_IDENTITY_FIELDS}
-    return _compact_json({**values, "path_to_class_loss_function": loss_path_in_ini})
+    values.update(training)
+    return values
+
+
+def process_json_text(process, training, loss_path_in_ini):
+    """process_values() and the loss class's file as the ini writes it."""
+    return _compact_json({**process_values(process, training), "path_to_class_loss_function": loss_path_in_ini})
 
 
 def _pipeline_hash(module_jsons, process_json):
@@ -35,10 +44,11 @@ def _pipeline_hash(module_jsons, process_json):
 
 
 def check_distinct_variants(variants, module_json, ini_path):
-    """Two identical variants of one type would give runs with the same content id."""
+    """Two identical variants of one type (the same training settings too) would give runs with the same
+    content id."""
     seen = {}
     for module in variants:
-        other = seen.setdefault(module_json[id(module)], module)
+        other = seen.setdefault((module_json[id(module)], module.training), module)
         if other is not module:
             raise ConfigError(
                 ini_path, f"[{other.section}] and [{module.section}] define the same variant "
@@ -46,33 +56,46 @@ def check_distinct_variants(variants, module_json, ini_path):
             )
 
 
-def expand_runs(variants_by_type, module_json, process, monitor, process_json):
-    """Cartesian product of the variants, first scheme type outermost, each repeated multiplicity times."""
+def expand_runs(variants_by_type, module_json, process, monitor, loss_path_in_ini, ini_path):
+    """Cartesian product of the variants, first scheme type outermost, then each pipeline's training settings
+    (training.pipeline_grid), each repeated multiplicity times. The pipeline text ends with the training
+    settings that vary between the runs ('... | lr=0.01')."""
     scheme = process.data_scheme + process.pipeline_scheme
     n_data = len(process.data_scheme)
     displays = {id(m): m.display() for variants in variants_by_type.values() for m in variants}
+    checked, process_jsons = set(), {}
+    pipelines = [(modules, pipeline_grid(process.training, modules, ini_path, checked))
+                 for modules in itertools.product(*(variants_by_type[type_name] for type_name in scheme))]
+    total = sum(len(grid) for _, grid in pipelines) * monitor.multiplicity
+    if total > MAX_COMBINATIONS:
+        raise ConfigError(ini_path, f"the experiment gives {total} runs (at most {MAX_COMBINATIONS})")
+    varying = varying_names(grid for _, grid in pipelines)
     runs = []
-    for modules in itertools.product(*(variants_by_type[type_name] for type_name in scheme)):
-        digest = _pipeline_hash([module_json[id(m)] for m in modules], process_json)
+    for modules, grid in pipelines:
+        module_jsons = [module_json[id(m)] for m in modules]
         pipeline = " | ".join(displays[id(m)] for m in modules)
         dataset_key = " | ".join(m.key for m in modules[:n_data])
         model_key = " | ".join(m.key for m in modules[n_data:])
-        for replicate in range(1, monitor.multiplicity + 1):
-            run_hash = hashlib.sha256(f"{digest}:{replicate}".encode()).hexdigest()[:16]
-            seed_hex = hashlib.sha256(f"{process.seed}:{digest}:{replicate}".encode()).hexdigest()[:8]
-            runs.append(
-                Run(
-                    run_id=len(runs) + 1,
-                    run_hash=run_hash,
-                    replicate=replicate,
-                    seed=int(seed_hex, 16) % 2**31,
-                    modules=modules,
-                    n_data=n_data,
-                    pipeline=pipeline,
-                    dataset_key=dataset_key,
-                    model_key=model_key,
+        for training in grid:
+            if training not in process_jsons:
+                process_jsons[training] = process_json_text(process, training, loss_path_in_ini)
+            digest = _pipeline_hash(module_jsons, process_jsons[training])
+            shown = display(training, varying)
+            for replicate in range(1, monitor.multiplicity + 1):
+                run_hash = hashlib.sha256(f"{digest}:{replicate}".encode()).hexdigest()[:16]
+                seed_hex = hashlib.sha256(f"{process.seed}:{digest}:{replicate}".encode()).hexdigest()[:8]
+                runs.append(
+                    Run(
+                        run_id=len(runs) + 1,
+                        run_hash=run_hash,
+                        replicate=replicate,
+                        seed=int(seed_hex, 16) % 2**31,
+                        modules=modules,
+                        n_data=n_data,
+                        pipeline=f"{pipeline} | {shown}" if shown else pipeline,
+                        dataset_key=dataset_key,
+                        model_key=model_key,
+                        training=training,
+                    )
                 )
-            )
     return tuple(runs)
-
-

@@ -9,11 +9,12 @@ import re
 
 from mosaic.errors import ConfigError, where
 from mosaic.experiment.classscan import check_class, resolve_file
-from mosaic.experiment.expand import check_distinct_variants, expand_runs, module_json_text, process_json_text
+from mosaic.experiment.expand import check_distinct_variants, expand_runs, module_json_text
 from mosaic.experiment.model import Experiment, Module, Monitor, Process, format_value
 from mosaic.experiment.suggest import did_you_mean, found_instead
-from mosaic.experiment.torchnames import LOSSES, OPTIMIZERS
-from mosaic.experiment.values import FLOAT, INT, MAX_COMBINATIONS, parse_size, parse_values, typed_scalar
+from mosaic.experiment.torchnames import LOSSES
+from mosaic.experiment.training import is_training_setting, read_training
+from mosaic.experiment.values import INT, MAX_COMBINATIONS, parse_size, parse_values, typed_scalar
 
 RESERVED_KEYS = ("type", "class", "path_to_class", "key")
 _GPU_NAME = re.compile(r"cuda:[0-9]+")
@@ -98,12 +99,6 @@ class _Section:
             self.fail(key, f"must be >= {minimum}, got {number}")
         return number
 
-    def number(self, key, required=False):
-        value = self.text(key, None, required)
-        if not FLOAT.fullmatch(value):
-            self.fail(key, f"not a number: {value!r}")
-        return float(value)
-
     def boolean(self, key, default):
         value = self.text(key)
         if value is None:
@@ -158,9 +153,8 @@ def _local_path(written, ini_dir):
 
 
 def _parse_process(section, ini_dir):
-    lr = section.number("lr", required=True)
-    if not math.isfinite(lr) or lr < 0:
-        section.fail("lr", f"must be a finite number >= 0, got {lr}")
+    training = read_training(section, required=True)
+    first = {name: values[0] for name, values in training}
     data_scheme = section.name_list("data_scheme", required=True)
     pipeline_scheme = section.name_list("pipeline_scheme", required=True)
     _check_schemes(section, data_scheme, pipeline_scheme)
@@ -174,7 +168,7 @@ def _parse_process(section, ini_dir):
         loss_file = resolve_file(loss_path, ini_dir, section.place("path_to_class_loss_function"))
         check_class(loss_file, loss_class, section.place("class_loss_function"), loss_path)
     process = Process(
-        lr=lr,
+        lr=first["lr"],
         epochs=section.integer("epochs", minimum=1, required=True),
         data_scheme=tuple(data_scheme),
         pipeline_scheme=tuple(pipeline_scheme),
@@ -182,12 +176,13 @@ def _parse_process(section, ini_dir):
         loss_function=section.torch_name("loss_function", "MSELoss", LOSSES, "torch.nn"),
         class_loss_function=loss_class,
         path_to_class_loss_function=loss_file,
-        optimizer=section.torch_name("optimizer", "Adam", OPTIMIZERS, "torch.optim"),
+        optimizer=first["optimizer"],
         seed=section.integer("seed", 0),
         checkpoint_every=section.integer("checkpoint_every", None, minimum=0),
         deterministic=section.boolean("deterministic", True),
         traced_step=section.boolean("traced_step", False),
         extra=section.extra(),
+        training=training,
     )
     loss_in_ini = os.path.normpath(loss_path) if loss_path is not None else None
     return process, loss_in_ini
@@ -269,7 +264,9 @@ def _parse_class_section(section, ini_dir, scheme_types):
     path = resolve_file(path_written, ini_dir, section.place("path_to_class"))
     template = section.text("key", DEFAULT_KEY_TEMPLATE)
 
-    grid_keys = [key for key in section.items if key == "class" or key not in RESERVED_KEYS]
+    training = read_training(section, required=False)  # not the class's parameters: the runs' settings
+    grid_keys = [key for key in section.items
+                 if key == "class" or (key not in RESERVED_KEYS and not is_training_setting(key))]
     grid = [parse_values(section.items[key], section.place(key)) for key in grid_keys]
     class_index = grid_keys.index("class")
     for class_name in grid[class_index]:
@@ -297,6 +294,7 @@ def _parse_class_section(section, ini_dir, scheme_types):
                 key_template=template,
                 key=_render_key(key_parts, fields),
                 params=params,
+                training=training,
             )
         )
     return type_name, modules
@@ -386,8 +384,8 @@ def load_experiment(ini_path):
         check_distinct_variants(variants, module_json, shown)
 
     total = math.prod(len(variants) for variants in variants_by_type.values()) * monitor.multiplicity
+    total *= math.prod(len(values) for _, values in process.training)
     if total > MAX_COMBINATIONS:
         raise ConfigError(shown, f"the experiment gives {total} runs (at most {MAX_COMBINATIONS})")
-    process_json = process_json_text(process, loss_in_ini)
-    runs = expand_runs(variants_by_type, module_json, process, monitor, process_json)
+    runs = expand_runs(variants_by_type, module_json, process, monitor, loss_in_ini, shown)
     return Experiment(ini_path=absolute, process=process, monitor=monitor, runs=runs)

@@ -20,6 +20,7 @@ class Module:
     key_template: str
     key: str
     params: tuple
+    training: tuple = ()  # training settings the section overrides: ((name, (value, ...)), ...)
 
     def display(self):
         """Class name and parameter values in ini order: 'mlp_funnel(4,3)'."""
@@ -43,6 +44,7 @@ class Run:
     pipeline: str
     dataset_key: str
     model_key: str
+    training: tuple = ()  # its training settings, sorted: (("lr", 0.01), ("optimizer", "Adam"), ...)
 
     @property
     def data_modules(self):
@@ -71,13 +73,26 @@ class Process:
     deterministic: bool = True  # on a GPU: deterministic algorithms, so that a rerun gives the same losses
     traced_step: bool = False  # opt-in: the training step traced once and replayed (CPU; mosaic/run/traced.py)
     extra: tuple = ()
+    training: tuple = ()  # the training settings given, each with its values: ((name, (value, ...)), ...)
 
 
 # The [PROCESS] values that change what a run computes: its content hash and its spec hold them (with the
 # loss class's file), so that changing one retrains the run (mosaic/experiment/expand.py, spec.py).
 PROCESS_IDENTITY_FIELDS = ("lr", "loss_function", "class_loss_function", "optimizer", "seed")
+# The optimizer arguments a run may set ([PROCESS] or a class section): passed to the torch optimizer, beta1 and
+# beta2 as its betas (mosaic/experiment/training.py reads them, mosaic/run trains with them)
+OPTIMIZER_ARGS = (
+    "weight_decay", "momentum", "beta1", "beta2", "eps", "nesterov", "amsgrad", "dampening", "alpha", "centered", "rho",
+    "lr_decay", "momentum_decay", "initial_accumulator_value", "maximize",
+)
+# A run's training settings: lr and optimizer (always), the optimizer arguments, a learning-rate schedule (with
+# its arguments as scheduler_<argument>), gradient clipping and the validation part of the training data
+TRAINING_SETTINGS = ("lr", "optimizer", *OPTIMIZER_ARGS, "scheduler", "clip_grad_norm", "validation_split")
+SCHEDULER_PREFIX = "scheduler_"
+
 # The [PROCESS] values that are parameters of every run: the database's PROCESS rows, matched by -param
-# (mosaic/results/selection.py), in this order, then the keys of `extra`.
+# (mosaic/results/selection.py), in this order, then the keys of `extra`; lr and optimizer are each run's own
+# (Run.training), written with its other training settings.
 PROCESS_PARAMETER_FIELDS = (
     "lr", "epochs", "loss_function", "class_loss_function", "optimizer", "seed", "data_scheme", "pipeline_scheme"
 )

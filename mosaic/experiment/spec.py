@@ -3,7 +3,8 @@
 Two parts, written by the workflow into the run's folder (mosaic/ops/spec_files.py writes them; their file
 names: mosaic/runfiles.py):
 - the spec (spec.json), an input of the run's job: what the run computes (classes, parameters,
-  the fingerprints of their code, PROCESS values, seed, replicate) and its epochs. Snakemake
+  the fingerprints of their code, PROCESS values with the run's own training settings, seed, replicate)
+  and its epochs. Snakemake
   reruns the job when its content changes, and only then: renaming the ini, renumbering the runs
   or reformatting a class file leave it unchanged.
 - the context (context.json), not tracked: what may change without retraining (run id, section
@@ -14,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 
+from mosaic.experiment.expand import process_values
 from mosaic.experiment.fingerprint import file_fingerprint
 from mosaic.experiment.model import PROCESS_IDENTITY_FIELDS, Experiment, Module, Monitor, Process, Run
 
@@ -48,7 +50,7 @@ def run_spec(experiment, run, fingerprints):
             }
             for m in run.modules
         ],
-        "process": {key: getattr(process, key) for key in PROCESS_IDENTITY_FIELDS},
+        "process": process_values(process, run.training),
         "loss_code": fingerprints[loss_path] if loss_path else None,
     }
 
@@ -92,8 +94,17 @@ def _tuples(value):
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
+def run_training(spec):
+    """A run's training settings from its spec: {name: value}, lr and optimizer, then each other one set
+    (weight_decay, scheduler, scheduler_step_size, clip_grad_norm, validation_split, ...)."""
+    return {key: _tuples(value) for key, value in spec["process"].items()
+            if key in ("lr", "optimizer") or key not in PROCESS_IDENTITY_FIELDS}
+
+
 def experiment_of(spec, context):
-    """(Experiment holding this one run, the Run) rebuilt from a spec and its context."""
+    """(Experiment holding this one run, the Run) rebuilt from a spec and its context; the run's training
+    settings are its own (Run.training, and lr and optimizer in the Process)."""
+    training = run_training(spec)
     modules = tuple(
         Module(
             section=where["section"],
@@ -117,9 +128,11 @@ def experiment_of(spec, context):
         pipeline=context["pipeline"],
         dataset_key=context["dataset_key"],
         model_key=context["model_key"],
+        training=tuple(sorted(training.items())),
     )
     process_fields = {key: _tuples(value) for key, value in context["process"].items()}
-    process_fields.update(spec["process"], epochs=spec["epochs"])
+    process_fields.update({key: spec["process"][key] for key in PROCESS_IDENTITY_FIELDS}, epochs=spec["epochs"])
+    process_fields["training"] = tuple((name, (value,)) for name, value in run.training)
     monitor_fields = {key: _tuples(value) for key, value in context["monitor"].items()}
     experiment = Experiment(
         ini_path=context["ini"], process=Process(**process_fields), monitor=Monitor(**monitor_fields), runs=(run,)

@@ -2,7 +2,8 @@
 and mosaic_plotloss (which reads the database).
 
 A run's parameters are rows (module_type, name, value): each module's free parameters plus its
-`section`, `class` and `key`, and the PROCESS values under the type 'PROCESS'. The database stores
+`section`, `class` and `key`, and the PROCESS values under the type 'PROCESS': the run's own training
+settings (lr, optimizer, weight_decay, scheduler, ...), then the values shared by every run. The database stores
 exactly these rows; -param NAME VALUE matches a row whose NAME (or TYPE.NAME) is NAME and whose
 value equals VALUE: numerically when both are numbers ('3' matches 3 and 3.0), else as text.
 """
@@ -13,6 +14,7 @@ from mosaic.errors import UsageError
 from mosaic.experiment.model import PROCESS_PARAMETER_FIELDS as PROCESS_FIELDS
 
 PROCESS_TYPE = "PROCESS"
+RUN_FIELDS = ("lr", "optimizer")  # PROCESS_FIELDS that are each run's own
 STATUSES = ("done", "error", "running", "pending")
 
 
@@ -46,21 +48,26 @@ def stored_value(value):
 
 
 def module_rows(run):
-    """The (module_type, name, value) rows of a run's modules."""
+    """The (module_type, name, value) rows that are a run's own: its modules', then its training settings
+    (PROCESS lr, optimizer, ...; a list such as milestones as '10 20')."""
     rows = []
     for module in run.modules:
         rows.append((module.type, "section", module.section))
         rows.append((module.type, "class", module.class_name))
         rows.append((module.type, "key", module.key))
         rows += [(module.type, name, stored_value(value)) for name, value in module.params]
+    for name, value in run.training:
+        value = " ".join(map(str, value)) if isinstance(value, tuple) else value
+        rows.append((PROCESS_TYPE, name, stored_value(value)))
     return rows
 
 
 def process_rows(process):
-    """The (PROCESS, name, value) rows shared by every run of an experiment."""
+    """The (PROCESS, name, value) rows shared by every run of an experiment (lr and optimizer are each run's:
+    module_rows)."""
     rows = []
     for name in PROCESS_FIELDS:
-        value = getattr(process, name, None)
+        value = getattr(process, name, None) if name not in RUN_FIELDS else None
         if value is None:
             continue
         if isinstance(value, (tuple, list)):

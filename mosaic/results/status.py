@@ -82,15 +82,20 @@ def module_label(module):
 
 
 def listed(experiment):
-    """The Listing of a loaded Experiment; a run's label is its pipeline, each parameter named:
-    'dataset_OR(batch_size=1) | mlp_funnel(length=4, width=2)'."""
+    """The Listing of a loaded Experiment; a run's label is its pipeline, each parameter named, then the
+    training settings that vary between the runs: 'dataset_OR(batch_size=1) | mlp_funnel(length=4, width=2) |
+    lr=0.01'."""
+    from mosaic.experiment.training import display, varying_names
+
     labels = {}  # by module id: the runs share their modules
     for run in experiment.runs:
         for module in run.modules:
             if id(module) not in labels:
                 labels[id(module)] = module_label(module)
+    varying = varying_names([[run.training for run in experiment.runs]])
     return Listing(experiment.process.run_files_path, tuple(
-        ListedRun(run.run_id, run.run_hash, " | ".join(labels[id(m)] for m in run.modules))
+        ListedRun(run.run_id, run.run_hash, " | ".join([labels[id(m)] for m in run.modules]
+                                                       + ([display(run.training, varying)] if varying else [])))
         for run in experiment.runs))
 
 

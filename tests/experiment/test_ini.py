@@ -114,7 +114,8 @@ def test_process_optional_keys(tmp_path):
     assert process.seed == 7
     assert process.checkpoint_every == 10
     assert process.run_files_path == "/tmp/abs_runs"
-    assert process.extra == (("momentum", 0.9), ("comment", "hello world"))
+    assert process.extra == (("comment", "hello world"),)  # momentum is a training setting, passed to SGD
+    assert process.training == (("lr", (0.01,)), ("optimizer", ("SGD",)), ("momentum", (0.9,)))
     assert process.class_loss_function == "MyLoss"
     assert process.path_to_class_loss_function == os.path.realpath(tmp_path / "loss.py")
     run = experiment.runs[0]

@@ -87,10 +87,11 @@ def test_unknown_monitor_key_fails_and_lists_the_known_ones(tmp_path):
 
 
 def test_process_extra_keys_stay_but_near_misses_fail(tmp_path):
-    experiment = load_ini(tmp_path, tutorial("momentum = 0.9\ncomment = hello\n"))
-    assert experiment.process.extra == (("momentum", 0.9), ("comment", "hello"))
+    experiment = load_ini(tmp_path, tutorial("smoothing = 0.9\ncomment = hello\n"))
+    assert experiment.process.extra == (("smoothing", 0.9), ("comment", "hello"))  # momentum: a training setting
     fails(tmp_path, tutorial("optimiser = SGD\n"), "[PROCESS] optimiser", "did you mean 'optimizer'?")
     fails(tmp_path, tutorial("checkpoint_evry = 5\n"), "did you mean 'checkpoint_every'?")
+    fails(tmp_path, tutorial("weigth_decay = 0.1\n"), "[PROCESS] weigth_decay", "did you mean 'weight_decay'?")
     fails(tmp_path, tutorial("Optimizer = SGD\n"), "[PROCESS] Optimizer", "did you mean 'optimizer'?")
     experiment = load_ini(tmp_path, tutorial("epochs_max = 10\nseed_note = first\n"))
     assert experiment.process.extra == (("epochs_max", 10), ("seed_note", "first"))
