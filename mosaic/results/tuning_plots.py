@@ -28,6 +28,19 @@ def tuning_names(value):
     return {"plot": f"tuning{suffix}.png", "csv": f"tuning{suffix}.csv", "markdown": f"tuned_comparison{suffix}.md"}
 
 
+def selection_rows(tuned_comparisons):
+    """One row per group: its selected setting, of how many, its mean validation value and test center."""
+    rows = []
+    for tuned in tuned_comparisons:
+        centers = {g.label: d["center"] for g, d in tuned.comparison.groups} if tuned.comparison else {}
+        for group in tuned.groups:
+            rows.append({"dataset_key": tuned.dataset_key, "label": group.label, "selected":
+                         setting_text(group.selected) if group.selected else "", "tried": len(group.settings),
+                         "validation": group.mean_validation(group.selected) if group.selected else None,
+                         "test_center": centers.get(group.label)})
+    return rows
+
+
 def tuning_rows(tuned_comparisons):
     """Rows of TUNING_COLUMNS: each group's curve, k = 1..N, with its selected setting and test center."""
     rows = []
@@ -91,6 +104,10 @@ def write_tuning(out_dir, tuned_comparisons, value):
                 if (reading := budget_reading(t.curves, t.comparison is not None and t.comparison.higher))]
     compared = [t.comparison for t in tuned_comparisons if t.comparison is not None]
     tables = report(compared, None, markdown_table) if compared else ""
+    columns = (("dataset_key", "dataset key"), ("label", "group"), ("selected", "selected setting"),
+               ("tried", "settings tried"), ("validation", f"mean {validation_name(value)}"),
+               ("test_center", f"test {value} (center)"))
+    tables = f"{markdown_table(selection_rows(tuned_comparisons), columns)}\n\n{tables}"
     plot = os.path.basename(paths["plot"])
     write_atomic(paths["markdown"], f"# Each architecture at its best settings, on {value}\n\n"
                  f"```\n{tuned_summary(tuned_comparisons)}```\n\n# The tuning budget ({plot})\n\n{CAPTION}\n\n"

@@ -135,6 +135,7 @@ def test_the_tuning_files(tmp_path):
     assert (out / "tuning.png").read_bytes().startswith(b"\x89PNG")
     markdown = (out / "tuned_comparison.md").read_text()
     assert "each at its best lr, A wins" in markdown and "How to read it" in markdown
+    assert "| ds | A | lr = 0.1 | 3 | 0.0515 | 0.0515 |" in markdown
 
 
 # ---------------------------------------------------------------- refusals
