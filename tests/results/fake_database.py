@@ -68,39 +68,32 @@ def _write_run(rfp, run_id, dataset, model, width, replicate):
 
 
 def build_tuned_database(tmp_path, finals, names=("lr",), with_validation=True):
-    """A database of runs differing by their training settings (PROCESS params rows), for the tuned
-    comparison: `finals` maps (dataset, model, setting) to [(test_loss, val_loss), ...], one pair a replicate,
-    `setting` a tuple of values of `names`; val_loss None, or with_validation=False, leaves it NULL. A pair
-    None is a failed run. Returns the database's path."""
-    import sqlite3
-
+    """A database of runs differing by their training settings (PROCESS params rows, from Run.training), for
+    the tuned comparison: `finals` maps (dataset, model, setting) to [(test_loss, val_loss), ...], one pair a
+    replicate, `setting` a tuple of values of `names` (None: the name left unset); val_loss None, or
+    with_validation=False, writes no validation column. A pair None is a failed run. Returns the path."""
     rfp = str(tmp_path / ".runs")
-    runs, stored = [], {}
+    runs = []
     for (dataset, model, setting), pairs in finals.items():
         data = fake_module(dataset, "source", dataset, dataset, [("data_size", 200)])
         net = fake_module(model, "learner", model, model, [("width", 4)])
+        training = {"lr": 0.01, "optimizer": "Adam"}
+        training.update((name, value) for name, value in zip(names, setting) if value is not None)
         for replicate, pair in enumerate(pairs):
             run_id = len(runs) + 1
-            runs.append(fake_run(run_id, f"h{run_id}", (data, net), f"{dataset}(200) | {model}(4)", replicate,
-                                 seed=run_id))
-            stored[run_id] = (setting, pair)
+            run = fake_run(run_id, f"h{run_id}", (data, net), f"{dataset}(200) | {model}(4)", replicate, seed=run_id)
+            run.training = tuple(sorted(training.items()))
+            runs.append(run)
             if pair is None:
                 write_error(rfp, f"h{run_id}")
                 continue
             test = loss_curve(pair[0])
-            write_done(rfp, f"h{run_id}", [(e + 1, v, v, 0.1) for e, v in enumerate(test)],
+            rows = [(e + 1, v, v, 0.1) for e, v in enumerate(test)]
+            if with_validation and pair[1] is not None:
+                rows = [row + (val,) for row, val in zip(rows, loss_curve(pair[1]))]
+            write_done(rfp, f"h{run_id}", rows,
                        {"nb_params": 41, "epochs": EPOCHS, "duration_s": 1.0, "device": "cpu", "diverged": False})
     path = str(tmp_path / "mosaic.db")
     process = fake_process(rfp, ("source",), ("learner",), EPOCHS)
     build(SimpleNamespace(ini_path=str(tmp_path / "config.ini"), process=process, runs=tuple(runs)), path)
-    with sqlite3.connect(path) as db:
-        if "val_loss" not in [row[1] for row in db.execute("PRAGMA table_info(runs)")]:
-            db.execute("ALTER TABLE runs ADD COLUMN val_loss REAL")  # until the schema has it
-        for run_id, (setting, pair) in stored.items():
-            db.execute("DELETE FROM params WHERE run_id = ? AND module_type = 'PROCESS' AND name IN (%s)"
-                       % ",".join("?" * len(names)), (run_id, *names))
-            db.executemany("INSERT INTO params VALUES (?, 'PROCESS', ?, ?)",
-                           [(run_id, name, value) for name, value in zip(names, setting)])
-            if pair is not None and with_validation:
-                db.execute("UPDATE runs SET val_loss = ? WHERE run_id = ?", (pair[1], run_id))
     return path
