@@ -73,11 +73,12 @@ def expected_best(values, k, higher=False):
 
 def budget_curve(values, higher=False):
     """[{k, expected, sd, low, high}] for k = 1..N settings: the expected best validation value and the band
-    of ±1 standard deviation of that best."""
+    of ±1 standard deviation of that best, within the values' range (the best of k draws never leaves it)."""
     rows = []
     for k in range(1, len(values) + 1):
         mean, sd = expected_best(values, k, higher)
-        rows.append({"k": k, "expected": mean, "sd": sd, "low": mean - sd, "high": mean + sd})
+        rows.append({"k": k, "expected": mean, "sd": sd, "low": max(mean - sd, min(values)),
+                     "high": min(mean + sd, max(values))})
     return rows
 
 

@@ -16,7 +16,7 @@ TUNING_COLUMNS = ("dataset_key", "label", "k", "n_settings", "expected", "sd", "
 CAPTION = (
     "How to read it: for each architecture, the line is the best validation value one can expect after trying "
     "k settings drawn at random from its grid (Dodge et al. 2019, \"Show your work\"), k = 1 to all of them; the "
-    "band is ±1 standard deviation of that best. A line still falling at the right means more tuning would "
+    "band is ±1 standard deviation of that best, within the range of the settings' values. A line still falling at the right means more tuning would "
     "still help; where two bands overlap, that budget does not separate the architectures. The marker at the "
     "right is the test value at the selected setting, the one compared."
 )
@@ -58,8 +58,6 @@ def draw_tuning(tuned_comparisons, value, axes=None):
     """Per dataset key, the expected best validation value of each group against the number of settings
     tried (log2 axis), its ±1 sd band, and a marker for the test value at the selected setting. Returns the
     Figure."""
-    from matplotlib.ticker import ScalarFormatter
-
     if not tuned_comparisons:
         return draw_message("nothing tuned")
     if axes is None:
@@ -79,7 +77,10 @@ def draw_tuning(tuned_comparisons, value, axes=None):
                         linestyle="none", label=f"{label}: {value} at its selected setting")
                 drawn.append(centers[label])
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(ScalarFormatter())
+        most = max((len(rows) for rows in tuned.curves.values()), default=1)
+        ticks = sorted({2 ** i for i in range(most.bit_length()) if 2 ** i <= most} | {most})
+        ax.set_xticks(ticks, [str(k) for k in ticks])
+        ax.minorticks_off()
         if use_log_scale([y for y in drawn if y > 0]) and all(y > 0 for y in drawn):
             ax.set_yscale("log")
         ax.set_xlabel(f"settings of {names_text(tuned.names)} tried (k)")

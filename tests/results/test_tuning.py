@@ -67,7 +67,8 @@ def test_the_budget_curve_goes_from_the_mean_setting_towards_the_best():
     assert [row["k"] for row in curve] == [1, 2, 3, 4]
     assert curve[0]["expected"] == pytest.approx(2.5)  # one setting drawn: the mean of them
     assert all(a["expected"] > b["expected"] for a, b in zip(curve, curve[1:]))  # more budget, lower loss
-    assert all(row["low"] == pytest.approx(row["expected"] - row["sd"]) for row in curve)
+    assert curve[0]["low"] == pytest.approx(2.5 - statistics.pstdev(values))  # ±1 sd of the best...
+    assert curve[3]["low"] == 1.0 and all(row["high"] <= 4.0 for row in curve)  # ...within the values' range
 
 
 def test_the_budget_is_read_in_words():
