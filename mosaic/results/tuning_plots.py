@@ -16,9 +16,10 @@ TUNING_COLUMNS = ("dataset_key", "label", "k", "n_settings", "expected", "sd", "
 CAPTION = (
     "How to read it: for each architecture, the line is the best validation value one can expect after trying "
     "k settings drawn at random from its grid (Dodge et al. 2019, \"Show your work\"), k = 1 to all of them; the "
-    "band is ±1 standard deviation of that best, within the range of the settings' values. A line still falling at the right means more tuning would "
-    "still help; where two bands overlap, that budget does not separate the architectures. The marker at the "
-    "right is the test value at the selected setting, the one compared."
+    "band is ±1 standard deviation of that best, within the range of the settings' values. A line still "
+    "falling at the right means more tuning would still help; where two bands overlap, that budget does not "
+    "separate the architectures. The marker at the right is the test value at the selected setting, the one "
+    "compared."
 )
 
 
