@@ -123,7 +123,7 @@ def split_extra(argv):
 
 @command
 def mosaic_generate(argv):
-    """Write the expanded runs of an ini (ids, hashes, seeds, modules) to a JSON file."""
+    """Write the expanded runs of an ini (ids, hashes, seeds, training settings, modules) to a JSON file."""
     parser = parser_for(mosaic_generate)
     parser.add_argument("ini")
     parser.add_argument("output", help="JSON file to write (.json)")
@@ -147,6 +147,7 @@ def mosaic_generate(argv):
             "pipeline": run.pipeline,
             "dataset_key": run.dataset_key,
             "model_key": run.model_key,
+            "training": dict(run.training),
             "modules": [
                 {"section": m.section, "type": m.type, "class": m.class_name, "path_to_class": m.path,
                  "key": m.key, "params": m.param_dict()}

@@ -29,6 +29,19 @@ def test_generate_writes_every_run_as_json_one_run_a_line(tmp_path):
     assert len(text.splitlines()) == len(expected) + 2  # "[", a line a run, "]"
 
 
+def test_generate_shows_each_runs_training_settings(tmp_path):
+    experiment = Experiment(tmp_path / "exp", small_settings(widths="2"))
+    experiment.edit("PROCESS", "lr", "0.1, 0.01")
+    experiment.edit("mlp_brick", "weight_decay", "0.5")
+    experiment.command("mosaic_generate", "config.ini", "runs.json", check=0)
+    runs = json.loads((experiment.folder / "runs.json").read_text())
+    assert [run["training"] for run in runs] == [
+        {"lr": 0.1, "optimizer": "Adam"}, {"lr": 0.01, "optimizer": "Adam"},
+        {"lr": 0.1, "optimizer": "Adam", "weight_decay": 0.5}, {"lr": 0.01, "optimizer": "Adam", "weight_decay": 0.5},
+    ]
+    assert runs[3]["pipeline"].endswith("| lr=0.01, weight_decay=0.5")
+
+
 def help_of(command, capsys):
     """The --help text of a command."""
     with pytest.raises(SystemExit):
