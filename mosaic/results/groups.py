@@ -1,5 +1,5 @@
 """The replicates mosaic_compare compares, read from the database: per dataset key, one Group per model key
-(and per variant, e.g. width=2, when a model key has several), with its finished values and the runs that
+(and per variant, e.g. width=2 or lr=0.01: the model parameters and training settings that vary), with its finished values and the runs that
 gave none, counted by why: failed (an error), diverged (NaN or inf, or stopped as diverged), missing (done,
 no value recorded) and pending (not finished yet)."""
 
@@ -70,15 +70,17 @@ class Group:
                 self.first_epoch.append(first)
 
 
-def _model_variants(db):
-    """{run_id: {'type.name': value}} of the parameters of each run's model modules."""
+def _model_variants(db, leave_out=()):
+    """{run_id: {'type.name': value}} of the parameters of each run's model modules and of its PROCESS rows
+    (its training settings: lr, ...), but the PROCESS names in `leave_out`."""
     data_types = data_types_by_run(db)
     params = defaultdict(dict)
     for run_id, module_type, name, value in db.execute(
-        "SELECT run_id, module_type, name, value FROM params WHERE module_type != ?"
-        " AND name NOT IN ('section', 'class', 'key') ORDER BY rowid",
-        (PROCESS_TYPE,),
+        "SELECT run_id, module_type, name, value FROM params WHERE name NOT IN ('section', 'class', 'key')"
+        " ORDER BY rowid"
     ):
+        if module_type == PROCESS_TYPE and name in leave_out:
+            continue
         if module_type not in data_types.get(run_id, ()):
             params[run_id][f"{module_type}.{name}"] = value
     return params
@@ -97,10 +99,11 @@ def _variant_labels(run_params):
     }
 
 
-def variant_labels(db, runs):
-    """{run_id: 'width=2'} of `runs` (rows starting run_id, dataset_key, model_key): the model parameters
-    that differ between the runs of its model key on its dataset key."""
-    variants = _model_variants(db)
+def variant_labels(db, runs, leave_out=()):
+    """{run_id: 'width=2'} of `runs` (rows starting run_id, dataset_key, model_key): the model parameters and
+    training settings ('lr=0.01') that differ between the runs of its model key on its dataset key, but the
+    training settings named in `leave_out` (those the tuned comparison selects)."""
+    variants = _model_variants(db, leave_out)
     by_model = defaultdict(dict)
     for run_id, dataset_key, model_key, *_ in runs:
         by_model[str(dataset_key), str(model_key)][run_id] = variants.get(run_id, {})

@@ -198,7 +198,7 @@ def load_tuned(db_path, value, names):
         runs = db.execute(
             f"SELECT runs.run_id, dataset_key, model_key, status, diverged, nb_params, {column} FROM runs {join}"
             " ORDER BY runs.run_id", args).fetchall()
-        labels = variant_labels(db, runs)
+        labels = variant_labels(db, runs, leave_out=names)
         first = first_epoch_values(db, value)
         settings = defaultdict(dict)
         marks = ",".join("?" * len(names))

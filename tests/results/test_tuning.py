@@ -13,6 +13,7 @@ import pytest
 
 from mosaic.errors import MosaicError
 from mosaic.ops.cli import mosaic_compare
+from mosaic.results.groups import load_groups
 from mosaic.results.summary import shared_sentence
 from mosaic.results.tuning import budget_curve, budget_reading, expected_best, settings_to_tune, tune
 from tests.results.fake_database import build_tuned_database
@@ -94,6 +95,12 @@ def test_a_shared_lr_names_the_wrong_winner_and_the_tuned_comparison_the_right_o
     assert tuned.fixed.groups[0][0].label == "B"  # at the best shared lr (0.01): the wrong answer
     assert tuned.shared[0] == ((("lr", 0.01),), "B")
     assert tuned.comparison.groups[0][0].label == "A"
+
+
+def test_without_tune_each_setting_is_a_variant_and_runs_of_different_lr_are_not_pooled(tmp_path):
+    by_dataset = load_groups(build_tuned_database(tmp_path, crossing()))
+    assert sorted((g.label, len(g.values)) for g in by_dataset["ds"]) == [
+        ("A lr=0.001", 4), ("A lr=0.01", 4), ("A lr=0.1", 4), ("B lr=0.001", 4), ("B lr=0.01", 4), ("B lr=0.1", 4)]
 
 
 def test_when_the_shared_setting_agrees_the_summary_says_so(tmp_path):
