@@ -1,7 +1,7 @@
-"""The replicates mosaic_compare compares, read from the database: per dataset key, one Group per model key
-(and per variant, e.g. width=2 or lr=0.01: the model parameters and training settings that vary), with its finished values and the runs that
-gave none, counted by why: failed (an error), diverged (NaN or inf, or stopped as diverged), missing (done,
-no value recorded) and pending (not finished yet)."""
+"""The replicates mosaic_compare compares, read from the database: per dataset key, one Group per model key (and
+per variant, e.g. width=2 or lr=0.01: the model parameters and training settings that vary), with its finished
+values and the runs that gave none, counted by why: failed (an error), diverged (NaN or inf, or stopped as
+diverged), missing (done, no value recorded) and pending (not finished yet)."""
 
 import math
 from collections import defaultdict
