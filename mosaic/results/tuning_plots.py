@@ -117,6 +117,14 @@ def write_tuning(out_dir, tuned_comparisons, value):
     return paths
 
 
+def plain_words(markdown_path):
+    """The tuned comparison in plain words, as tuned_comparison.md holds it (what plain snakemake prints at its
+    end), or its message when there was nothing to tune."""
+    with open(markdown_path) as markdown:
+        text = markdown.read().split("\n\n", 1)[1]
+    return text.split("```\n")[1] if text.startswith("```") else text
+
+
 def write_tuning_placeholders(out_dir, value, message):
     """The files of write_tuning when there is nothing to tune: headers only, and the message."""
     os.makedirs(out_dir, exist_ok=True)

@@ -14,8 +14,9 @@ import pytest
 from mosaic.errors import MosaicError
 from mosaic.ops.cli import mosaic_compare
 from mosaic.results.groups import load_groups
-from mosaic.results.summary import shared_sentence
+from mosaic.results.summary import shared_sentence, tuned_summary
 from mosaic.results.tuning import budget_curve, budget_reading, expected_best, settings_to_tune, tune
+from mosaic.results.tuning_plots import plain_words, write_tuning_placeholders
 from tests.results.fake_database import build_tuned_database
 
 REFUSAL = ("mosaic_compare: --tune needs a validation value (val_loss): add validation_split to [PROCESS] or "
@@ -144,6 +145,9 @@ def test_the_tuning_files(tmp_path):
     markdown = (out / "tuned_comparison.md").read_text()
     assert "each at its best lr, A wins" in markdown and "How to read it" in markdown
     assert "| ds | A | lr = 0.1 | 3 | 0.0515 | 0.0515 |" in markdown
+    assert plain_words(out / "tuned_comparison.md") == tuned_summary(tune(db))
+    write_tuning_placeholders(out, "test_loss", "nothing to tune")
+    assert plain_words(out / "tuned_comparison.md") == "nothing to tune\n"
 
 
 # ---------------------------------------------------------------- refusals

@@ -29,11 +29,16 @@ rule compare:
         "../scripts/compare.py"
 
 
-# Plain `snakemake` ends, as mosaic_run does, with the comparison in plain words (when the workflow made one).
+# Plain `snakemake` ends, as mosaic_run does, with the comparison in plain words (when the workflow made one),
+# then the tuned one (when it made one).
 onsuccess:
     if os.path.exists(compare_files()["summary"]):
         with open(compare_files()["summary"]) as summary:
             print(f"\n{summary.read()}")
+    if TUNED and os.path.exists(tune_files()["markdown"]):
+        from mosaic.results.tuning_plots import plain_words
+
+        print(plain_words(tune_files()["markdown"]))
 
 
 # Each architecture at its best training settings, chosen on validation (mosaic_compare --tune), with the
