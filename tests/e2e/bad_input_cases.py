@@ -177,8 +177,8 @@ PREFLIGHT_CASES = [
     ("prepare() returns one loader", [("class = dataset_OR\npath_to_class = dataset.py",
                                        "class = OneLoader\npath_to_class = bad.py")],
      "run 1 [dataset_OR] OneLoader: OneLoader.prepare returned a DataLoader; expected (train_loader, test_loader)"
-     " (pre-flight of run 1, OneLoader(1,200,0.8) | mlp_funnel(4,2): nothing was launched; --no-preflight skips"
-     " this check)"),
+     " or (train_loader, validation_loader, test_loader) (pre-flight of run 1, OneLoader(1,200,0.8) |"
+     " mlp_funnel(4,2): nothing was launched; --no-preflight skips this check)"),
     ("a constructor argument missing where the file does not say (a base class from another file)",
      [("class = mlp_funnel\npath_to_class = mlp.py", "class = Brick\npath_to_class = bad.py"),
       ("length = 4\nwidth = {2-3}", "width = {2-3}")],
