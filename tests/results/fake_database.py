@@ -67,11 +67,12 @@ def _write_run(rfp, run_id, dataset, model, width, replicate):
     write_done(rfp, f"h{run_id}", rows, result)
 
 
-def build_tuned_database(tmp_path, finals, names=("lr",), with_validation=True):
+def build_tuned_database(tmp_path, finals, names=("lr",), with_validation=True, metric=None):
     """A database of runs differing by their training settings (PROCESS params rows, from Run.training), for
     the tuned comparison: `finals` maps (dataset, model, setting) to [(test_loss, val_loss), ...], one pair a
     replicate, `setting` a tuple of values of `names` (None: the name left unset); val_loss None, or
-    with_validation=False, writes no validation column. A pair None is a failed run. Returns the path."""
+    with_validation=False, writes no validation column. A pair None is a failed run. With `metric`, the pair
+    is also the final value of that metric and of val_<metric>. Returns the path."""
     rfp = str(tmp_path / ".runs")
     runs = []
     for (dataset, model, setting), pairs in finals.items():
@@ -91,8 +92,10 @@ def build_tuned_database(tmp_path, finals, names=("lr",), with_validation=True):
             rows = [(e + 1, v, v, 0.1) for e, v in enumerate(test)]
             if with_validation and pair[1] is not None:
                 rows = [row + (val,) for row, val in zip(rows, loss_curve(pair[1]))]
+            metrics = None if metric is None else [(EPOCHS, metric, pair[0]), (EPOCHS, f"val_{metric}", pair[1])]
             write_done(rfp, f"h{run_id}", rows,
-                       {"nb_params": 41, "epochs": EPOCHS, "duration_s": 1.0, "device": "cpu", "diverged": False})
+                       {"nb_params": 41, "epochs": EPOCHS, "duration_s": 1.0, "device": "cpu", "diverged": False},
+                       metrics)
     path = str(tmp_path / "mosaic.db")
     process = fake_process(rfp, ("source",), ("learner",), EPOCHS)
     build(SimpleNamespace(ini_path=str(tmp_path / "config.ini"), process=process, runs=tuple(runs)), path)

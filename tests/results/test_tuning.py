@@ -201,3 +201,15 @@ def test_two_names_tuned_together_and_a_setting_left_unset(tmp_path):
     assert [setting for setting, _ in tuned.shared] == [(("lr", 0.01), ("weight_decay", None))]  # the best first
     assert shared_sentence(tuned) == ("at lr = 0.01, weight_decay = None A wins; each at its best lr and "
                                       "weight_decay, B wins.")
+
+
+def test_a_metric_is_selected_on_its_validation_counterpart(tmp_path, capsys):
+    finals = {("ds", "A", (0.01,)): replicates(0.9, 0.7),  # best on val_accuracy (higher is better)
+              ("ds", "A", (0.1,)): replicates(0.8, 0.6),
+              ("ds", "B", (0.01,)): replicates(0.5, 0.5)}
+    [tuned] = tune(build_tuned_database(tmp_path / "metric", finals, metric="accuracy"), "accuracy")
+    assert next(g for g in tuned.groups if g.label == "A").selected == (("lr", 0.01),)
+    assert tuned.comparison.higher and tuned.comparison.groups[0][0].label == "A"
+    db = build_tuned_database(tmp_path, crossing())
+    assert mosaic_compare([db, "--tune", "lr", "--value", "accuracy"]) == 2
+    assert capsys.readouterr().err == REFUSAL.replace("(val_loss)", "(val_accuracy)")
