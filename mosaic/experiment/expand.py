@@ -63,13 +63,13 @@ def expand_runs(variants_by_type, module_json, process, monitor, loss_path_in_in
     scheme = process.data_scheme + process.pipeline_scheme
     n_data = len(process.data_scheme)
     displays = {id(m): m.display() for variants in variants_by_type.values() for m in variants}
-    checked, process_jsons = set(), {}
-    pipelines = [(modules, pipeline_grid(process.training, modules, ini_path, checked))
+    grids, settings = {}, {}  # settings: by a run's training, (its process json, its text)
+    pipelines = [(modules, pipeline_grid(process.training, modules, ini_path, grids))
                  for modules in itertools.product(*(variants_by_type[type_name] for type_name in scheme))]
     total = sum(len(grid) for _, grid in pipelines) * monitor.multiplicity
     if total > MAX_COMBINATIONS:
         raise ConfigError(ini_path, f"the experiment gives {total} runs (at most {MAX_COMBINATIONS})")
-    varying = varying_names(grid for _, grid in pipelines)
+    varying = varying_names(grids.values())
     runs = []
     for modules, grid in pipelines:
         module_jsons = [module_json[id(m)] for m in modules]
@@ -77,10 +77,10 @@ def expand_runs(variants_by_type, module_json, process, monitor, loss_path_in_in
         dataset_key = " | ".join(m.key for m in modules[:n_data])
         model_key = " | ".join(m.key for m in modules[n_data:])
         for training in grid:
-            if training not in process_jsons:
-                process_jsons[training] = process_json_text(process, training, loss_path_in_ini)
-            digest = _pipeline_hash(module_jsons, process_jsons[training])
-            shown = display(training, varying)
+            if training not in settings:
+                settings[training] = process_json_text(process, training, loss_path_in_ini), display(training, varying)
+            process_json, shown = settings[training]
+            digest = _pipeline_hash(module_jsons, process_json)
             for replicate in range(1, monitor.multiplicity + 1):
                 run_hash = hashlib.sha256(f"{digest}:{replicate}".encode()).hexdigest()[:16]
                 seed_hex = hashlib.sha256(f"{process.seed}:{digest}:{replicate}".encode()).hexdigest()[:8]

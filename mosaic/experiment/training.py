@@ -107,43 +107,46 @@ def check_arguments(settings, sources, ini_path):
                                   f" (it takes: {', '.join(SCHEDULERS[scheduler])})", sources[name], name)
 
 
-def pipeline_grid(process_training, modules, ini_path, checked):
+def pipeline_grid(process_training, modules, ini_path, grids):
     """The training settings of each run of one pipeline, in grid order: a list of tuples of (name, value)
     sorted by name. [PROCESS]'s settings, each replaced by a section's of the pipeline that sets it; two
-    sections of the pipeline setting the same name is an error. `checked`: a set of the combinations already
-    checked (check_arguments), shared between the pipelines of an experiment."""
+    sections of the pipeline setting the same name is an error. `grids`: a dict shared between the pipelines
+    of an experiment, the grid of each set of overriding sections (most pipelines share one)."""
+    overrides = tuple((module.section, module.training) for module in modules if module.training)
+    if overrides not in grids:
+        grids[overrides] = _grid(process_training, overrides, ini_path)
+    return grids[overrides]
+
+
+def _grid(process_training, overrides, ini_path):
     settings = dict(process_training)
     sources = dict.fromkeys(settings, "PROCESS")
-    for module in modules:
-        for name, values in module.training:
+    for section, training in overrides:
+        for name, values in training:
             if sources.get(name, "PROCESS") != "PROCESS":
-                raise ConfigError(ini_path, f"[{sources[name]}] and [{module.section}] both set {name} for the runs"
+                raise ConfigError(ini_path, f"[{sources[name]}] and [{section}] both set {name} for the runs"
                                   " that use both")
-            settings[name], sources[name] = values, module.section
+            settings[name], sources[name] = values, section
     names = sorted(settings, key=_order)
     grid = []
     for values in itertools.product(*(settings[name] for name in names)):
         combination = tuple(sorted(zip(names, values)))
-        marker = (combination, tuple(sorted(sources.items())))
-        if marker not in checked:
-            check_arguments(dict(combination), sources, ini_path)
-            checked.add(marker)
+        check_arguments(dict(combination), sources, ini_path)
         grid.append(combination)
     return grid
 
 
 def varying_names(grids):
-    """The names whose value differs between the runs of an experiment (grids: each pipeline's grid), a name
-    that some runs lack included."""
-    seen, runs = {}, 0
+    """The names whose value differs between the runs of an experiment (`grids`: the distinct grids of its
+    pipelines), a name that some runs lack included."""
+    values, combinations, counts = {}, 0, {}
     for grid in grids:
-        runs += len(grid)
+        combinations += len(grid)
         for combination in grid:
             for name, value in combination:
-                seen.setdefault(name, [set(), 0])
-                seen[name][0].add((type(value), value))
-                seen[name][1] += 1
-    return sorted((name for name, (values, count) in seen.items() if len(values) > 1 or count < runs), key=_order)
+                values.setdefault(name, set()).add((type(value), value))
+                counts[name] = counts.get(name, 0) + 1
+    return sorted((name for name in values if len(values[name]) > 1 or counts[name] < combinations), key=_order)
 
 
 def display(training, names):

@@ -92,7 +92,7 @@ def listed(experiment):
         for module in run.modules:
             if id(module) not in labels:
                 labels[id(module)] = module_label(module)
-    varying = varying_names([[run.training for run in experiment.runs]])
+    varying = varying_names([{run.training: None for run in experiment.runs}])
     return Listing(experiment.process.run_files_path, tuple(
         ListedRun(run.run_id, run.run_hash, " | ".join([labels[id(m)] for m in run.modules]
                                                        + ([display(run.training, varying)] if varying else [])))
