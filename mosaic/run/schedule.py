@@ -17,14 +17,11 @@ gradient clipping, read from the run's settings ({name: value}: its spec's "proc
 import inspect
 
 from mosaic.errors import MosaicError
+from mosaic.experiment.model import OPTIMIZER_ARGS, SCHEDULER_PREFIX
 
-# the optimizer arguments a run's settings may hold (mosaic/experiment/model.py's OPTIMIZER_ARGS)
-OPTIMIZER_ARGS = ("weight_decay", "momentum", "beta1", "beta2", "eps", "nesterov", "amsgrad", "dampening", "alpha",
-                  "centered", "rho", "lr_decay", "momentum_decay", "initial_accumulator_value", "maximize")
 PER_BATCH = ("OneCycleLR", "CyclicLR")
 # classes that take functions, other schedulers or a metric: not made from the ini's values
 NOT_MADE = ("LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler", "ReduceLROnPlateau")
-PREFIX = "scheduler_"
 
 
 def torch_argument(name):
@@ -71,11 +68,12 @@ def make_scheduler(optimizer, settings, epochs, loader, where):
     takes = [arg for arg in inspect.signature(cls).parameters if arg not in ("optimizer", "last_epoch", "verbose")]
     arguments = {}
     for key, value in settings.items():
-        if key.startswith(PREFIX):
-            if key[len(PREFIX):] not in takes:
-                raise MosaicError(f"{where}: {key}: {name} takes no argument '{key[len(PREFIX):]}'"
-                                  f" (it takes: {', '.join(takes)})")
-            arguments[key[len(PREFIX):]] = list(value) if isinstance(value, (tuple, list)) else value
+        argument = key[len(SCHEDULER_PREFIX):]
+        if not key.startswith(SCHEDULER_PREFIX):
+            continue
+        if argument not in takes:
+            raise MosaicError(f"{where}: {key}: {name} takes no argument '{argument}' (it takes: {', '.join(takes)})")
+        arguments[argument] = list(value) if isinstance(value, (tuple, list)) else value
     lr = optimizer.param_groups[0]["lr"]
     if name == "CosineAnnealingLR":
         arguments.setdefault("T_max", epochs)

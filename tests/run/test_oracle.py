@@ -1,8 +1,8 @@
 """The oracle test (SPEC.md section 7): a zoo of models trained through `mosaic_run` and through a plain
 PyTorch loop (tests/run/oracle.py) give the same losses, bit for bit, with the default settings and with the
 opt-in traced step, and with training settings (optimizer arguments, learning-rate schedules, clipping, a
-run continued from its checkpoint). The zoo's runs are long enough (2,048 steps) for every speed path to engage: the traced
-step (2,000 steps), the cached batches, the flat optimizer and its direct fused kernel."""
+run continued from its checkpoint). The zoo's runs are long enough (2,048 steps) for every speed path to
+engage: the traced step (2,000 steps), the cached batches, the flat optimizer and its direct fused kernel."""
 
 import json
 import shutil
@@ -207,3 +207,28 @@ def test_the_traced_step_keeps_the_schedule_and_clipping(tmp_path):
     mosaic, folder = mosaic_losses(experiment, run, spec, context, log=lines.append)
     assert "traced step: replayed" in "\n".join(lines)
     assert mosaic == oracle.train(folder)
+
+
+@pytest.mark.slow
+def test_an_ini_sweeping_training_settings_trains_each_run_with_its_own(tmp_path):
+    """Through mosaic_run: [PROCESS] sweeps lr and sets SGD's arguments, a schedule and clipping; every run
+    equals the oracle reading its spec, and the two lrs train differently."""
+    process = ("optimizer = SGD\nmomentum = 0.9\nnesterov = True\nweight_decay = 0.01\nscheduler = OneCycleLR\n"
+               "clip_grad_norm = 0.5\n")
+    sections = {"mlp": MODELS["mlp"]}
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    shutil.copy(ZOO, folder / "zoo.py")
+    shutil.copy(ROOT / "share" / "mlp.py", folder / "mlp.py")
+    (folder / "config.ini").write_text(ini(process, sections, SHORT).replace("lr = 0.01\n", "lr = 0.01, 0.1\n"))
+    done = subprocess.run([str(BIN / "mosaic_run"), "config.ini", "exp.db", "--cores", "2"], cwd=folder,
+                          capture_output=True, text=True, timeout=900, env=command_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    losses = {}
+    for spec_file in (folder / ".runs").glob(f"*/{runfiles.SPEC}"):
+        spec = json.loads(spec_file.read_text())
+        assert spec["process"]["scheduler"] == "OneCycleLR" and spec["process"]["momentum"] == 0.9
+        rows = [row[:3] for row in runfiles.read_losses(spec_file.parent / runfiles.LOSSES)]
+        assert len(rows) == SHORT and rows == oracle.train(spec_file.parent)
+        losses[spec["process"]["lr"]] = rows
+    assert sorted(losses) == [0.01, 0.1] and losses[0.01] != losses[0.1]
