@@ -3,7 +3,7 @@ scheduler, known without importing torch.
 
 Checking them when the ini is read (not in every job) needs the names of torch's losses and optimizers;
 importing torch for that would make every ini read slow. tests/run/test_validation.py and
-tests/experiment/test_training.py check these tables against the installed torch;
+tests/experiment/test_training_settings.py check these tables against the installed torch;
 `python -m mosaic.experiment.torchnames` prints them from it when torch changes.
 """
 
