@@ -65,7 +65,8 @@ def make_scheduler(optimizer, settings, epochs, loader, where):
     train loader, gives the batches per epoch where a per-batch schedule needs them."""
     name = settings["scheduler"]
     cls = scheduler_class(name, where)
-    takes = [arg for arg in inspect.signature(cls).parameters if arg not in ("optimizer", "last_epoch", "verbose")]
+    parameters = inspect.signature(cls).parameters
+    takes = [arg for arg in parameters if arg not in ("optimizer", "last_epoch", "verbose")]
     arguments = {}
     for key, value in settings.items():
         argument = key[len(SCHEDULER_PREFIX):]
@@ -87,6 +88,9 @@ def make_scheduler(optimizer, settings, epochs, loader, where):
             except TypeError:  # a loader without a length
                 raise MosaicError(f"{where}: scheduler = OneCycleLR: the train loader has no length: give"
                                   " scheduler_total_steps") from None
+    missing = [arg for arg in takes if parameters[arg].default is inspect.Parameter.empty and arg not in arguments]
+    if missing:
+        raise MosaicError(f"{where}: scheduler = {name} needs {', '.join(SCHEDULER_PREFIX + arg for arg in missing)}")
     try:
         return cls(optimizer, **arguments)
     except (TypeError, ValueError) as error:

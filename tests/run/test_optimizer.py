@@ -258,8 +258,10 @@ def with_settings(settings, name="Adam", epochs=3, loader=None):
     ({"optimizer": "SGD", "momentum": -1}, "exp.ini: run 1: optimizer = SGD: Invalid momentum value: -1"),
     ({"scheduler": "StepLR", "scheduler_step": 2}, "exp.ini: run 1: scheduler_step: StepLR takes no argument"
                                                    " 'step' (it takes: step_size, gamma)"),
-    ({"scheduler": "StepLR"}, "exp.ini: run 1: scheduler = StepLR: StepLR.__init__() missing 1 required"
-                              " positional argument: 'step_size'"),
+    ({"scheduler": "StepLR"}, "exp.ini: run 1: scheduler = StepLR needs scheduler_step_size"),
+    ({"scheduler": "CyclicLR"}, "exp.ini: run 1: scheduler = CyclicLR needs scheduler_max_lr"),
+    ({"scheduler": "LinearLR", "scheduler_start_factor": 2}, "exp.ini: run 1: scheduler = LinearLR: Starting"
+                                                             " multiplicative factor expected to be greater than 0"),
     ({"scheduler": "ReduceLROnPlateau"}, "exp.ini: run 1: scheduler = ReduceLROnPlateau: not a"
                                          " torch.optim.lr_scheduler class Mosaic can make from the ini's values"
                                          " (not LambdaLR, MultiplicativeLR, SequentialLR, ChainedScheduler,"
