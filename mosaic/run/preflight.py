@@ -83,23 +83,25 @@ def check_one_batch(ini, runs, timeout=TIMEOUT_S, err=None, preexec_fn=None):
 
 
 def one_batch(experiment, run):
-    """Build the run's pipeline on the CPU, push one training batch forward and backward and one test batch
-    forward, as train_run does."""
+    """Build the run's pipeline on the CPU (its validation part carved as train_run carves it), push one
+    training batch forward and backward and one test batch (and validation batch) forward, as train_run does."""
     from mosaic.run.job import use_download_cache
     from mosaic.run.metrics import Metrics
     from mosaic.run.optimizer import require_parameters
     from mosaic.run.training import Pipeline, evaluate, seed_everything, train_epoch
+    from mosaic.run.validation import validation_split_of
 
     use_download_cache(experiment.monitor)
     seed_everything(run.seed)
-    pipeline = Pipeline(run, experiment, "cpu")
+    pipeline = Pipeline(run, experiment, "cpu", validation_split_of(dict(run.training)))
     require_parameters(pipeline.parameters)
     train_epoch(pipeline, first_batch(pipeline.train_loader), NoStep(pipeline.parameters))
     metrics = Metrics(experiment, pipeline.models[-1])
-    collected = [] if metrics else None
-    evaluate(pipeline, first_batch(pipeline.test_loader), collected)
-    if metrics:
-        metrics.compute(*zip(*collected))
+    for loader in [loader for loader in (pipeline.test_loader, pipeline.validation_loader) if loader is not None]:
+        collected = [] if metrics else None
+        evaluate(pipeline, first_batch(loader), collected)
+        if metrics:
+            metrics.compute(*zip(*collected))
 
 
 class NoStep:

@@ -198,3 +198,9 @@ def test_run_info_holds_what_the_static_check_assumes(tmp_path):
     pipeline = Pipeline(experiment.runs[0], experiment, "cpu")
     assert set(pipeline.run_info) == {*RUN_INFO_KEYS, *LOADER_KEYS, "input_size", "output_size"}
 
+
+def test_a_validation_split_that_cannot_be_carved_fails_the_pre_flight(tmp_path, monkeypatch):
+    experiment = make_experiment(tmp_path, TOY_DATA + model_section("Affine"), process="validation_split = 0.01")
+    assert failure(tmp_path, experiment, monkeypatch).startswith(
+        "run 1: validation_split = 0.01 of 32 training samples leaves 32 to train on and 0 to validate on; each"
+        " needs one at least (pre-flight of run 1")

@@ -173,3 +173,35 @@ def test_oracle_a_run_with_a_split_trains_as_a_plain_loop_on_the_carved_part(tmp
         torch.set_num_threads(threads)
     assert [(e, train, test, val) for e, train, test, _, val in rows] == expected
 
+
+def test_the_ini_s_validation_split_reaches_the_run(tmp_path):
+    """[PROCESS] validation_split = 0.25: among the run's training settings (its spec), so train_run carves."""
+    experiment = toy(tmp_path, epochs=2, process="validation_split = 0.25")
+    run = experiment.runs[0]
+    result = train_run(experiment, run, log=quiet)
+    assert result["process"]["validation_split"] == 0.25
+    rows = runfiles.read_losses(run_folder(experiment, run) / runfiles.LOSSES)
+    assert [len(row) for row in rows] == [5, 5]
+
+
+def test_a_continued_run_keeps_its_validation_losses(tmp_path):
+    """A run continued from its final model (mosaic_rerun -epochs) equals one trained in one go, validation
+    losses included."""
+    import shutil
+
+    settings = dict(epochs=4, data_params=DROP_DATA, process="validation_split = 0.25\nmetrics = mae")
+    clean = toy(tmp_path / "clean", **settings)
+    train_run(clean, clean.runs[0], log=quiet)
+    experiment = toy(tmp_path / "continued", **settings)
+    run = experiment.runs[0]
+    folder = run_folder(experiment, run)
+    train_run(experiment, run, target_epochs=2, log=quiet)
+    shutil.copy(folder / runfiles.MODEL, folder / runfiles.CHECKPOINT)
+    train_run(experiment, run, target_epochs=4, log=quiet)
+    want = run_folder(clean, clean.runs[0])
+    got_losses = runfiles.read_losses(folder / runfiles.LOSSES)
+    want_losses = runfiles.read_losses(want / runfiles.LOSSES)
+    assert len(got_losses) == 4
+    assert [(*row[:3], row[4]) for row in got_losses] == [(*row[:3], row[4]) for row in want_losses]  # seconds aside
+    metrics = runfiles.read_metrics(folder / runfiles.METRICS)
+    assert len(metrics) == 8 and metrics == runfiles.read_metrics(want / runfiles.METRICS)
