@@ -213,7 +213,7 @@ def load_tuned(db_path, value, names):
         setting = tuple((name, settings[run_id].get(name)) for name in names)
         test = group.settings.setdefault(setting, Group(*key))
         test.add_run(run_id, status, diverged, nb_params, y, first.get(run_id))
-        v = validation.get(run_id)
+        v = validation.get(run_id)  # counted for the runs that gave a test value (done, not diverged)
         if test.run_ids and test.run_ids[-1] == run_id and v is not None and math.isfinite(v):
             group.validation[setting].append(float(v))
     by_dataset = defaultdict(list)
@@ -241,8 +241,8 @@ class TunedComparison:
 
 
 def _winner(groups, scale, higher):
-    """The label of the group with the best center among those with the most replicates' weight (n >= 2
-    first, as compare.py ranks them), None when no group has a value."""
+    """The label of the group with the best center, those with 2 values or more first (as compare.py ranks
+    them); None when no group has a value."""
     with quiet():
         centers = [(len(g.values) < 2, describe(g.values, scale)["center"], g.label) for g in groups if g.values]
     centers = [(tier, -c if higher else c, label) for tier, c, label in centers if c is not None]
