@@ -108,3 +108,15 @@ def test_result_json_describes_the_run_without_the_ini(tmp_path):
     assert {"lr", "loss_function", "optimizer", "seed"} <= set(result["process"])
     assert result["seed"] and result["replicate"] == 1
     assert result["modules"][0]["code"].startswith("ast:")
+
+
+@pytest.mark.slow
+def test_adding_a_learning_rate_trains_only_the_runs_at_the_new_one(tmp_path):
+    exp = Experiment(tmp_path / "exp", small_settings(widths="2"))
+    exp.run()
+    mtimes = exp.result_mtimes()
+    exp.edit("PROCESS", "lr", "1e-2, 0.05")
+    out = exp.run().stdout
+    assert "4 runs, 2 to train" in out, out
+    after = exp.result_mtimes()
+    assert len(after) == 4 and {h: t for h, t in after.items() if h in mtimes} == mtimes
