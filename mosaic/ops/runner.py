@@ -417,15 +417,14 @@ def run_locked(plan, experiment, state, forcerun, out):
 
 
 def print_summary(state, out):
-    """The comparison in plain words that the workflow's compare step wrote beside the plots (summary.txt),
+    """The comparison in plain words that the workflow's compare (and tune) steps wrote beside the plots,
     where the user looks: at the end of mosaic_run."""
-    from mosaic.results.compare_outputs import output_names
+    from mosaic.results.tuning_plots import written_words
 
-    path = os.path.join(state["plots"], output_names(config_default("compare_value"))["summary"])
-    if os.path.exists(path):
-        with open(path) as text:
-            print(f"\n{text.read().rstrip()}\n\nthe statistical tables: mosaic_compare {relative(state['database'])}"
-                  " --detail", file=out, flush=True)
+    text = written_words(state["plots"], config_default("compare_value"))
+    if text:
+        print(f"\n{text}\n\nthe statistical tables: mosaic_compare {relative(state['database'])} --detail",
+              file=out, flush=True)
 
 
 def write_run_list(hashes):

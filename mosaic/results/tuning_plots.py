@@ -125,6 +125,22 @@ def plain_words(markdown_path):
     return text.split("```\n")[1] if text.startswith("```") else text
 
 
+def written_words(out_dir, value):
+    """What the workflow's compare and tune steps wrote in plain words in `out_dir` (summary.txt, then the
+    tuned comparison when there was something to tune): what mosaic_run prints at its end; '' when absent."""
+    from mosaic.results.compare_outputs import output_names
+
+    parts = []
+    summary_path = os.path.join(out_dir, output_names(value)["summary"])
+    if os.path.exists(summary_path):
+        with open(summary_path) as summary:
+            parts.append(summary.read().rstrip())
+    tuned = os.path.join(out_dir, tuning_names(value)["markdown"])
+    if parts and os.path.exists(tuned) and open(tuned).read().split("\n\n", 1)[-1].startswith("```"):
+        parts.append(plain_words(tuned).rstrip())
+    return "\n\n".join(parts)
+
+
 def write_tuning_placeholders(out_dir, value, message):
     """The files of write_tuning when there is nothing to tune: headers only, and the message."""
     os.makedirs(out_dir, exist_ok=True)
