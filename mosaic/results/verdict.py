@@ -186,7 +186,8 @@ def write_verdict(described, rows, value, higher, scale, rope=None, solved_below
         if (row["fisher_p"] is not None and row["fisher_p"] < ALPHA
                 and (other.failure_rate or 0) > (best.failure_rate or 0)):
             text += (f"; {other.label} failed or diverged significantly more often ({other.n_bad} of "
-                     f"{other.n_ended} runs against {best.n_bad} of {best.n_ended}, Fisher p = {p_text(row['fisher_p'])})")
+                     f"{other.n_ended} runs against {best.n_bad} of {best.n_ended}, "
+                     f"Fisher p = {p_text(row['fisher_p'])})")
         placed[kind].append(text)
     text = "; ".join(placed["tier"] + placed["behind"] + placed["untested"])
     text += _failures(best, rows, by_label)
