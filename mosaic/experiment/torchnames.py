@@ -58,6 +58,16 @@ SCHEDULERS = {
     "StepLR": ("step_size", "gamma"),
 }
 
+# The arguments without a default that Mosaic does not fill in (mosaic/run/schedule.py fills CosineAnnealingLR's
+# T_max, OneCycleLR's max_lr and total_steps, CyclicLR's base_lr): an ini without them is refused when read
+SCHEDULER_REQUIRED = {
+    "CosineAnnealingWarmRestarts": ("T_0",),
+    "CyclicLR": ("max_lr",),
+    "ExponentialLR": ("gamma",),
+    "MultiStepLR": ("milestones",),
+    "StepLR": ("step_size",),
+}
+
 
 def installed_arguments():
     """({optimizer: its arguments}, {scheduler of SCHEDULERS: its arguments}) of the installed torch, as the

@@ -12,7 +12,7 @@ import math
 from mosaic.errors import ConfigError
 from mosaic.experiment.model import OPTIMIZER_ARGS, SCHEDULER_PREFIX, TRAINING_SETTINGS, format_value
 from mosaic.experiment.suggest import did_you_mean
-from mosaic.experiment.torchnames import OPTIMIZER_ARGUMENTS, OPTIMIZERS, SCHEDULERS
+from mosaic.experiment.torchnames import OPTIMIZER_ARGUMENTS, OPTIMIZERS, SCHEDULER_REQUIRED, SCHEDULERS
 from mosaic.experiment.values import FLOAT, INT, parse_values
 
 _NUMBERS = ("lr", "weight_decay", "momentum", "beta1", "beta2", "eps", "dampening", "alpha", "rho", "lr_decay",
@@ -105,6 +105,12 @@ def check_arguments(settings, sources, ini_path):
             if argument not in SCHEDULERS[scheduler]:
                 raise ConfigError(ini_path, f"{scheduler} takes no argument {argument!r}"
                                   f" (it takes: {', '.join(SCHEDULERS[scheduler])})", sources[name], name)
+    scheduler = settings.get("scheduler")
+    missing = [SCHEDULER_PREFIX + arg for arg in SCHEDULER_REQUIRED.get(scheduler, ())
+               if SCHEDULER_PREFIX + arg not in settings]
+    if missing:
+        raise ConfigError(ini_path, f"scheduler = {scheduler} needs {', '.join(missing)}", sources["scheduler"],
+                          "scheduler")
 
 
 def pipeline_grid(process_training, modules, ini_path, grids):

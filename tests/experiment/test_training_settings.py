@@ -126,6 +126,8 @@ def test_sections_with_the_same_class_and_other_settings_are_distinct_variants(t
                                        " weight_decay, momentum, nesterov, dampening, maximize)"),
     ("scheduler = StepLR\nscheduler_T_max = 4\n", "config.ini: [PROCESS] scheduler_T_max: StepLR takes no argument"
                                                   " 'T_max' (it takes: step_size, gamma)"),
+    ("scheduler = MultiStepLR\n", "config.ini: [PROCESS] scheduler: scheduler = MultiStepLR needs"
+                                 " scheduler_milestones"),
     ("scheduler_gamma = 0.5\n", "config.ini: [PROCESS] scheduler_gamma: a scheduler argument without a scheduler"
                                 " (add scheduler = StepLR, for instance)"),
     ("scheduler = StepLr\n", "config.ini: [PROCESS] scheduler: torch.optim.lr_scheduler (of those Mosaic steps)"
@@ -164,6 +166,20 @@ def test_the_static_tables_match_the_installed_torch():
     optimizers, schedulers = installed_arguments()
     assert optimizers == OPTIMIZER_ARGUMENTS
     assert schedulers == SCHEDULERS
+
+
+def test_the_required_scheduler_arguments_are_those_torch_requires_and_mosaic_does_not_fill():
+    import inspect
+
+    import torch
+
+    from mosaic.experiment.torchnames import SCHEDULER_REQUIRED
+
+    filled = {"CosineAnnealingLR": {"T_max"}, "OneCycleLR": {"max_lr"}, "CyclicLR": {"base_lr"}}
+    for name in SCHEDULERS:
+        parameters = inspect.signature(getattr(torch.optim.lr_scheduler, name)).parameters
+        required = {arg for arg, p in parameters.items() if p.default is inspect.Parameter.empty} - {"self", "optimizer"}
+        assert set(SCHEDULER_REQUIRED.get(name, ())) == required - filled.get(name, set()), name
 
 
 def test_a_grid_too_big_is_refused_before_expanding(tmp_path):
