@@ -178,7 +178,8 @@ def test_the_required_scheduler_arguments_are_those_torch_requires_and_mosaic_do
     filled = {"CosineAnnealingLR": {"T_max"}, "OneCycleLR": {"max_lr"}, "CyclicLR": {"base_lr"}}
     for name in SCHEDULERS:
         parameters = inspect.signature(getattr(torch.optim.lr_scheduler, name)).parameters
-        required = {arg for arg, p in parameters.items() if p.default is inspect.Parameter.empty} - {"self", "optimizer"}
+        required = {arg for arg, p in parameters.items() if p.default is inspect.Parameter.empty}
+        required -= {"self", "optimizer"}
         assert set(SCHEDULER_REQUIRED.get(name, ())) == required - filled.get(name, set()), name
 
 
