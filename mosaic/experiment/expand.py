@@ -8,11 +8,31 @@ optimizer as training settings hashes as before they could vary. Standard librar
 import hashlib
 import itertools
 import json
+import os
 
 from mosaic.errors import ConfigError
+from mosaic.runfiles import STATE_DIR
 from mosaic.experiment.model import PROCESS_IDENTITY_FIELDS, Run
 from mosaic.experiment.training import display, pipeline_grid, varying_names
 from mosaic.experiment.values import MAX_COMBINATIONS
+
+
+# multiplicity = auto: the replicates each pipeline has reached, kept by mosaic_run (mosaic/ops/rounds.py) in the
+# launch folder: {"ini": its absolute path, "round": n, "replicates": {pipeline text: replicates}}
+REPLICATES_FILE = os.path.join(STATE_DIR, "replicates.json")
+
+
+def read_rounds(ini_path):
+    """(round, {pipeline text: replicates}) from REPLICATES_FILE when it was written for this ini, else (1, {}):
+    every pipeline at min_multiplicity."""
+    try:
+        with open(REPLICATES_FILE) as handle:
+            kept = json.load(handle)
+        if kept["ini"] == os.path.abspath(ini_path):
+            return int(kept["round"]), {str(k): int(n) for k, n in kept["replicates"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass  # none yet (round 1), another experiment's, or damaged: the rounds start again from what is done
+    return 1, {}
 
 
 def _compact_json(value):
@@ -56,10 +76,13 @@ def check_distinct_variants(variants, module_json, ini_path):
             )
 
 
-def expand_runs(variants_by_type, module_json, process, monitor, loss_path_in_ini, ini_path):
+def expand_runs(variants_by_type, module_json, process, monitor, loss_path_in_ini, ini_path, counts=None):
     """Cartesian product of the variants, first scheme type outermost, then each pipeline's training settings
-    (training.pipeline_grid), each repeated multiplicity times. The pipeline text ends with the training
-    settings that vary between the runs ('... | lr=0.01')."""
+    (training.pipeline_grid), each repeated multiplicity times, or more where `counts` ({pipeline text: n},
+    read_rounds) asks, at most max_multiplicity. The pipeline text ends with the training settings that vary
+    between the runs ('... | lr=0.01'). A run's hash and seed depend on its replicate number, not on how many
+    replicates its pipeline has: replicate 5 added by a round is replicate 5 of multiplicity = 5."""
+    counts = counts or {}
     scheme = process.data_scheme + process.pipeline_scheme
     n_data = len(process.data_scheme)
     displays = {id(m): m.display() for variants in variants_by_type.values() for m in variants}
@@ -81,7 +104,9 @@ def expand_runs(variants_by_type, module_json, process, monitor, loss_path_in_in
                 settings[training] = process_json_text(process, training, loss_path_in_ini), display(training, varying)
             process_json, shown = settings[training]
             digest = _pipeline_hash(module_jsons, process_json)
-            for replicate in range(1, monitor.multiplicity + 1):
+            text = f"{pipeline} | {shown}" if shown else pipeline
+            wanted = max(monitor.multiplicity, min(counts.get(text, 0), monitor.max_multiplicity or 0))
+            for replicate in range(1, wanted + 1):
                 run_hash = hashlib.sha256(f"{digest}:{replicate}".encode()).hexdigest()[:16]
                 seed_hex = hashlib.sha256(f"{process.seed}:{digest}:{replicate}".encode()).hexdigest()[:8]
                 runs.append(
@@ -92,7 +117,7 @@ def expand_runs(variants_by_type, module_json, process, monitor, loss_path_in_in
                         seed=int(seed_hex, 16) % 2**31,
                         modules=modules,
                         n_data=n_data,
-                        pipeline=f"{pipeline} | {shown}" if shown else pipeline,
+                        pipeline=text,
                         dataset_key=dataset_key,
                         model_key=model_key,
                         training=training,

@@ -9,7 +9,7 @@ import re
 
 from mosaic.errors import ConfigError, where
 from mosaic.experiment.classscan import check_class, resolve_file
-from mosaic.experiment.expand import check_distinct_variants, expand_runs, module_json_text
+from mosaic.experiment.expand import check_distinct_variants, expand_runs, module_json_text, read_rounds
 from mosaic.experiment.model import Experiment, Module, Monitor, Process, format_value
 from mosaic.experiment.suggest import did_you_mean, found_instead
 from mosaic.experiment.torchnames import LOSSES
@@ -202,13 +202,29 @@ def _parse_monitor(section, ini_dir):
         need_gpu=section.boolean("need_gpu", False),
         gpu_available=_gpu_list(section),
         nb_processus=_optional_count(section, "nb_processus"),
-        multiplicity=section.integer("multiplicity", 1, minimum=1),
+        **_multiplicity(section),
         cache_database_path=_local_path(section.text("cache_database_path", "./cache.db"), ini_dir),
         cache_size=_cache_size(section),
         runs_per_gpu=section.integer("runs_per_gpu", 1, minimum=1),
         batch_cache_limit=_batch_cache_limit(section),
         extra=section.extra(allowed=False),  # last: every key not read above
     )
+
+
+def _multiplicity(section):
+    """[MONITOR] multiplicity: a count, or 'auto' (adaptive replicates, mosaic/ops/rounds.py): then the runs
+    start at min_multiplicity (default 3) and rounds add replicates up to max_multiplicity (default 10) and
+    max_runs (optional)."""
+    if section.items.get("multiplicity", "").strip().lower() != "auto":
+        for key in ("min_multiplicity", "max_multiplicity", "max_runs"):
+            if key in section.items:
+                section.fail(key, "is only read with multiplicity = auto")
+        return {"multiplicity": section.integer("multiplicity", 1, minimum=1)}
+    section.used.add("multiplicity")
+    low = section.integer("min_multiplicity", 3, minimum=2)
+    return {"multiplicity": low, "adaptive": True,
+            "max_multiplicity": section.integer("max_multiplicity", max(low, 10), minimum=low),
+            "max_runs": section.integer("max_runs", None, minimum=1)}
 
 
 def _gpu_list(section):
@@ -387,5 +403,6 @@ def load_experiment(ini_path):
     total *= math.prod(len(values) for _, values in process.training)
     if total > MAX_COMBINATIONS:
         raise ConfigError(shown, f"the experiment gives {total} runs (at most {MAX_COMBINATIONS})")
-    runs = expand_runs(variants_by_type, module_json, process, monitor, loss_in_ini, shown)
+    counts = read_rounds(shown)[1] if monitor.adaptive else None
+    runs = expand_runs(variants_by_type, module_json, process, monitor, loss_in_ini, shown, counts)
     return Experiment(ini_path=absolute, process=process, monitor=monitor, runs=runs)

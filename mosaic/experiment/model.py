@@ -111,6 +111,9 @@ class Monitor:
     extra: tuple = ()
     runs_per_gpu: int = 1  # runs sharing one GPU (each run still initialises CUDA itself)
     batch_cache_limit: int | None = None  # bytes of batches kept on the device; None: from free memory
+    adaptive: bool = False  # multiplicity = auto: multiplicity is min_multiplicity, rounds add replicates
+    max_multiplicity: int | None = None  # with adaptive: the most replicates of a pipeline
+    max_runs: int | None = None  # with adaptive: the most runs in all (None: no budget but max_multiplicity)
 
 
 @dataclass(frozen=True)

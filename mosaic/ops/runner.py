@@ -329,7 +329,12 @@ def run(plan, out=None):
         forcerun = list(plan.prepare(experiment)) if plan.prepare else []
         if plan.rebuild_only:
             forcerun.append("database")
-        return run_locked(plan, experiment, state, forcerun, out)
+        outcome = run_locked(plan, experiment, state, forcerun, out)
+        if experiment.monitor.adaptive and not (plan.dry_run or plan.retrain or plan.rebuild_only):
+            from mosaic.ops.rounds import run_rounds  # multiplicity = auto: more rounds of replicates
+
+            outcome = run_rounds(experiment, state, outcome, lambda grown: run_locked(plan, grown, state, [], out), out)
+        return outcome
 
 
 def run_locked(plan, experiment, state, forcerun, out):

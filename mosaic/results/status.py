@@ -42,24 +42,27 @@ class Listing(NamedTuple):
 
     run_files_path: str
     runs: tuple
+    round: int = 1  # multiplicity = auto: the round of replicates under way (expand.read_rounds)
 
 
 def listing(ini_path):
     """The ini's Listing, from .status-runs when it was made from the same ini text by the same code,
     else from load_experiment (whose errors are raised), then kept for next time."""
     from mosaic.experiment import load_experiment
+    from mosaic.experiment.expand import read_rounds
     from mosaic.experiment.ini import run_files_path_of
 
     digest = run_files_path = None
+    round_number, counts = read_rounds(ini_path)
     try:
         with open(ini_path, "rb") as handle:
-            digest = _listing_digest(os.path.abspath(ini_path), handle.read())
+            digest = _listing_digest(os.path.abspath(ini_path), handle.read() + repr(sorted(counts.items())).encode())
         run_files_path = run_files_path_of(ini_path)
         with open(os.path.join(run_files_path, LISTING), "rb") as handle:
             kept = marshal.loads(handle.read())
         if kept["digest"] == digest and kept["run_files_path"] == run_files_path:
             return Listing(run_files_path, tuple(map(ListedRun._make, zip(
-                range(1, len(kept["hashes"]) + 1), kept["hashes"], kept["labels"]))))
+                range(1, len(kept["hashes"]) + 1), kept["hashes"], kept["labels"]))), round_number)
     except (OSError, EOFError, ValueError, TypeError, KeyError, MosaicError):
         pass  # none kept yet, another ini, damaged, or an ini that load_experiment will explain
     found = listed(load_experiment(ini_path))
@@ -71,7 +74,7 @@ def listing(ini_path):
                               "labels": [run.label for run in found.runs]}, out)
         except OSError:  # a read-only run files path: status still works, without it
             pass
-    return found
+    return found._replace(round=round_number)
 
 
 def module_label(module):
@@ -100,8 +103,8 @@ def listed(experiment):
 
 
 def _listing_digest(ini_path, text):
-    """A digest of the ini's path and text, of the sources of mosaic.experiment, which expands it, and of this
-    file, which labels the runs."""
+    """A digest of the ini's path and text (with the replicates of multiplicity = auto), of the sources of
+    mosaic.experiment, which expands it, and of this file, which labels the runs."""
     digest = hashlib.sha256(ini_path.encode() + b"\0" + text)
     package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiment")
     sources = [os.path.join(package, name) for name in sorted(os.listdir(package)) if name.endswith(".py")]

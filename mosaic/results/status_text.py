@@ -139,7 +139,9 @@ def render(listing, states):
     running = [f"\t[{run.run_id}] {run.label}\t"
                + (f"epoch {state.progress[0]}/{state.progress[1]}" if state.progress else "starting")
                for run, state in ordered if state.status == "running"]
-    lines = [summary([state for _, state in ordered])]
+    waiting = sum(state.status in ("pending", "running") for _, state in ordered)
+    lines = [(f"round {listing.round} (auto replicates): waiting for {waiting} runs; " if listing.round > 1 and waiting
+              else "") + summary([state for _, state in ordered])]
     for name, section in (("Done", done), ("Error", [line for group in error_groups(failed)
                                                      for line in error_lines(group)]), ("Running", running)):
         if section:

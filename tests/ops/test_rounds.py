@@ -1,0 +1,166 @@
+"""[MONITOR] multiplicity = auto (mosaic/ops/rounds.py): the keys, the replicates read from .mosaic/replicates.json
+at expansion with the hashes of a fixed design, mosaic_run's rounds with a stub decision, the status line."""
+
+import io
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from mosaic.experiment.expand import REPLICATES_FILE
+from tests.fakes import TUTORIAL, Experiment, ini_error, load_ini, small_settings
+
+AUTO = TUTORIAL.replace("multiplicity = 4", "multiplicity = auto\nmin_multiplicity = 2\nmax_multiplicity = 5")
+FUNNEL2 = "dataset_OR(1,200,0.8) | mlp_funnel(4,2)"
+
+
+def write_replicates(ini, round_number, counts):
+    """.mosaic/replicates.json of the launch folder (the working directory) as mosaic_run writes it."""
+    os.makedirs(".mosaic", exist_ok=True)
+    with open(REPLICATES_FILE, "w") as handle:
+        json.dump({"ini": str(ini.resolve()), "round": round_number, "replicates": counts}, handle)
+
+
+def test_auto_reads_its_keys_and_starts_at_min_multiplicity(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    experiment = load_ini(tmp_path, AUTO)
+    monitor = experiment.monitor
+    assert (monitor.adaptive, monitor.multiplicity, monitor.max_multiplicity, monitor.max_runs) == (True, 2, 5, None)
+    assert len(experiment.runs) == 12  # 6 pipelines at min_multiplicity
+    defaults = load_ini(tmp_path / "d", TUTORIAL.replace("multiplicity = 4", "multiplicity = auto\nmax_runs = 40"))
+    assert (defaults.monitor.multiplicity, defaults.monitor.max_multiplicity, defaults.monitor.max_runs) == (3, 10, 40)
+    assert not load_ini(tmp_path / "f", TUTORIAL).monitor.adaptive
+
+
+def test_auto_keys_need_auto(tmp_path):
+    message = ini_error(tmp_path, TUTORIAL.replace("multiplicity = 4", "multiplicity = 4\nmax_multiplicity = 8"))
+    assert message.endswith("[MONITOR] max_multiplicity: is only read with multiplicity = auto")
+    assert "must be >= 2" in ini_error(tmp_path / "b", AUTO.replace("min_multiplicity = 2", "min_multiplicity = 1"))
+
+
+def test_a_replicate_added_by_a_round_is_the_run_of_the_fixed_design(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fixed = load_ini(tmp_path / "fixed", TUTORIAL.replace("multiplicity = 4", "multiplicity = 5"))
+    (tmp_path / "auto").mkdir()
+    write_replicates(tmp_path / "auto" / "config.ini", 3, {FUNNEL2: 5, "no such pipeline": 4})
+    grown = load_ini(tmp_path / "auto", AUTO)
+    assert [run.pipeline for run in grown.runs].count(FUNNEL2) == 5 and len(grown.runs) == 12 + 3
+    of_fixed = {(run.pipeline, run.replicate): (run.run_hash, run.seed) for run in fixed.runs}
+    assert all(of_fixed[run.pipeline, run.replicate] == (run.run_hash, run.seed) for run in grown.runs)
+
+
+def test_replicates_of_another_ini_or_beyond_max_are_not_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_replicates(tmp_path / "other.ini", 2, {FUNNEL2: 4})
+    assert len(load_ini(tmp_path, AUTO).runs) == 12
+    write_replicates(tmp_path / "config.ini", 2, {FUNNEL2: 9})  # ignored by another launch folder
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert len(load_ini(tmp_path, AUTO).runs) == 12
+    monkeypatch.chdir(tmp_path)
+    assert [run.pipeline for run in load_ini(tmp_path, AUTO).runs].count(FUNNEL2) == 5  # max_multiplicity
+    assert len(load_ini(tmp_path, TUTORIAL).runs) == 24  # a fixed multiplicity ignores the file
+
+
+def test_status_shows_the_round_and_what_it_waits_for(tmp_path, monkeypatch):
+    from mosaic.results import status
+    from mosaic.results.status_text import render
+
+    monkeypatch.chdir(tmp_path)
+    ini = tmp_path / "config.ini"
+    load_ini(tmp_path, AUTO)
+    listing = status.listing(str(ini))
+    assert not render(listing, status.states_in(listing.run_files_path, listing.runs)).startswith("round")
+    write_replicates(ini, 3, {FUNNEL2: 4})
+    listing = status.listing(str(ini))  # the runs kept by the last listing are not those of round 3
+    assert len(listing.runs) == 14
+    text = render(listing, status.states_in(listing.run_files_path, listing.runs))
+    assert text.splitlines()[0] == "round 3 (auto replicates): waiting for 14 runs; 14 runs: 14 pending"
+
+
+# ---------------------------------------------------------------- mosaic_run's rounds, a stub decision
+
+
+def stub_decide(wanted):
+    """A decision that asks one more replicate of every group with fewer than `wanted` values (never above
+    max_n), done when none has; it records the settings it was called with."""
+    calls = []
+
+    def decide(db_path, **settings):
+        from mosaic.results.groups import load_groups
+
+        calls.append(settings)
+        groups = [g for gs in load_groups(db_path, settings["value"]).values() for g in gs]
+        targets = {(g.dataset_key, g.label): min(len(g.values) + 1, settings["max_n"])
+                   for g in groups if len(g.values) < wanted}
+        n = sum(len(g.values) for g in groups)
+        return SimpleNamespace(done=not targets, round=len(calls), targets=targets, reason="stub", rows=[],
+                               text=f"decided after {len(calls)} rounds and {n} runs (stub)")
+    decide.calls = calls
+    return decide
+
+
+def auto_experiment(tmp_path, low=2, high=4):
+    exp = Experiment(tmp_path / "exp", small_settings(multiplicity="auto", widths="2"))
+    exp.edit("MONITOR", "min_multiplicity", low)
+    exp.edit("MONITOR", "max_multiplicity", high)
+    return exp
+
+
+def mosaic_run(exp, monkeypatch, decide):
+    from mosaic.ops import rounds, runner
+
+    monkeypatch.chdir(exp.folder)
+    monkeypatch.setattr(rounds, "sequential_decide", decide)
+    out = io.StringIO()
+    outcome = runner.run(runner.Plan("config.ini", "database.db", "database_plots"), out=out)
+    return outcome, out.getvalue()
+
+
+@pytest.mark.slow
+def test_rounds_add_replicates_to_the_undecided_groups_until_decided(tmp_path, monkeypatch):
+    exp = auto_experiment(tmp_path)
+    decide = stub_decide(wanted=4)
+    outcome, out = mosaic_run(exp, monkeypatch, decide)
+    assert outcome.error() is None and outcome.total == 8
+    assert "mosaic: 4 runs, 4 to train" in out and "mosaic: 6 runs, 2 to train" in out
+    assert "mosaic: round 2 (auto replicates): 2 more runs for the undecided comparisons" in out
+    assert "mosaic: 8 runs, 2 to train" in out and "round 4" not in out
+    assert out.rstrip().endswith("mosaic: decided after 3 rounds and 8 runs (stub)")
+    assert decide.calls[0] == {"value": "test_loss", "rope": None, "min_n": 2, "max_n": 4, "max_runs": None}
+    assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(8,)]
+    kept = json.loads((exp.folder / REPLICATES_FILE).read_text())
+    assert kept["round"] == 3 and sorted(kept["replicates"].values()) == [4, 4]
+
+    fixed = Experiment(tmp_path / "fixed", small_settings(multiplicity=4, widths="2"))
+    monkeypatch.chdir(fixed.folder)
+    from mosaic.experiment import load_experiment
+
+    assert {run.run_hash for run in load_experiment(str(fixed.ini)).runs} == {
+        p.name for p in exp.runs_dir().iterdir() if (p / "result.json").exists()}
+
+    again, out = mosaic_run(exp, monkeypatch, stub_decide(wanted=4))  # decided: nothing more to train
+    assert "mosaic: 8 runs, 0 to train" in out and "(auto replicates)" not in out
+
+
+@pytest.mark.slow
+def test_a_decided_first_round_stops_at_min_multiplicity(tmp_path, monkeypatch):
+    exp = auto_experiment(tmp_path)
+    outcome, out = mosaic_run(exp, monkeypatch, stub_decide(wanted=2))
+    assert outcome.total == 4 and "round 2" not in out
+    assert out.rstrip().endswith("mosaic: decided after 1 rounds and 4 runs (stub)")
+    assert not (exp.folder / REPLICATES_FILE).exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_round_resumes_from_replicates_json(tmp_path, monkeypatch):
+    exp = auto_experiment(tmp_path)
+    mosaic_run(exp, monkeypatch, stub_decide(wanted=2))
+    funnel = exp.query("SELECT pipeline FROM runs WHERE pipeline LIKE '%funnel%' LIMIT 1")[0][0]
+    monkeypatch.chdir(exp.folder)
+    write_replicates(exp.ini, 2, {funnel: 3})  # killed after round 2 was written, before it trained
+    outcome, out = mosaic_run(exp, monkeypatch, stub_decide(wanted=4))
+    assert "mosaic: 5 runs, 1 to train" in out
+    assert "mosaic: round 3 (auto replicates): 2 more runs" in out and "mosaic: 7 runs, 2 to train" in out
+    assert "mosaic: round 4 (auto replicates): 1 more runs" in out and outcome.total == 8
