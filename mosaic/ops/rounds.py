@@ -42,16 +42,18 @@ def pipelines_of_runs(db_path):
 
 def wanted_counts(experiment, db_path, targets, groups):
     """{pipeline text: replicates} for the next round: each group of `targets` ({(dataset_key, label): n})
-    that has fewer than n runs with a value gets the missing ones, shared between its pipelines (those of its
-    runs, Group.run_ids), at most max_multiplicity each; the other pipelines keep their count."""
+    that has fewer than n runs (failed and diverged ones included, as sequential.decide counts them) gets the
+    missing ones, shared between its pipelines (those of its runs with a value, Group.run_ids), at most
+    max_multiplicity each; the other pipelines keep their count."""
     counts = pipeline_counts(experiment)
     pipeline_of = pipelines_of_runs(db_path)
     for (dataset_key, label), wanted in targets.items():
         group = next((g for g in groups.get(dataset_key, ()) if g.label == label), None)
-        if group is None or wanted <= len(group.values):
+        have = group.n_ended + group.n_unfinished if group else 0
+        if group is None or wanted <= have:
             continue
         pipelines = sorted({pipeline_of[run_id] for run_id in group.run_ids if run_id in pipeline_of})
-        extra = math.ceil((wanted - len(group.values)) / max(1, len(pipelines)))
+        extra = math.ceil((wanted - have) / max(1, len(pipelines)))
         for pipeline in pipelines:
             counts[pipeline] = min(counts[pipeline] + extra, experiment.monitor.max_multiplicity)
     return counts

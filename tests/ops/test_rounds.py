@@ -79,6 +79,28 @@ def test_status_shows_the_round_and_what_it_waits_for(tmp_path, monkeypatch):
     assert text.splitlines()[0] == "round 3 (auto replicates): waiting for 14 runs; 14 runs: 14 pending"
 
 
+def test_targets_count_failed_runs_and_become_replicates_of_the_groups_pipelines(tmp_path):
+    import sqlite3
+
+    from mosaic.ops.rounds import wanted_counts
+    from mosaic.results.groups import Group
+
+    db = tmp_path / "runs.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE runs (run_id INTEGER, pipeline TEXT)")
+        connection.executemany("INSERT INTO runs VALUES (?, ?)",
+                               [(i, "a") for i in (1, 2, 3)] + [(i, "b") for i in (4, 5, 6)])
+    a, b = Group("d", "a"), Group("d", "b")
+    for run_id, status in ((1, "done"), (2, "done"), (3, "error")):
+        a.add_run(run_id, status, False, 10, 0.5)
+    for run_id in (4, 5, 6):
+        b.add_run(run_id, "done", False, 10, 0.1)
+    experiment = SimpleNamespace(runs=[SimpleNamespace(pipeline=p) for p in "aaabbb"],
+                                 monitor=SimpleNamespace(max_multiplicity=5))
+    assert wanted_counts(experiment, db, {("d", "a"): 4, ("d", "b"): 3}, {"d": [a, b]}) == {"a": 4, "b": 3}
+    assert wanted_counts(experiment, db, {("d", "a"): 9}, {"d": [a, b]}) == {"a": 5, "b": 3}
+
+
 # ---------------------------------------------------------------- mosaic_run's rounds, a stub decision
 
 
