@@ -29,7 +29,7 @@ MOMENTS = int(os.environ.get("MOSAIC_FAULT_MOMENTS", "3"))
 # losses.seconds, meta's built_at), paths (meta's ini_path and run_files_path), run_stamps (the files'
 # times and inodes). Every other table and column, mosaic_compare's included, must be the same.
 VARYING_COLUMNS = {"runs": {"duration_s"}, "losses": {"seconds"}}
-VARYING_META = ("built_at", "ini_path", "run_files_path")
+VARYING_META = ("built_at", "ini_path", "run_files_path", "plots")
 
 
 def deterministic_rows(exp):
