@@ -1,0 +1,170 @@
+"""The adaptive replicates (mosaic/results/sequential.py): the decision on values, on a database, and by
+simulation the error rate of the whole adaptive procedure under the null, its power and runs against
+fixed designs."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mosaic.errors import MosaicError
+from mosaic.results.sequential import ALPHA, decide, decide_values, nominal_levels
+
+SIGMA = 1.0  # the spread of log values in the simulations (lognormal replicates)
+
+
+def test_nominal_levels_spend_alpha_obrien_fleming_style():
+    levels = nominal_levels(3, 10)
+    assert len(levels) == 8  # looks at 3, 4, ..., 10 replicates
+    assert list(levels) == sorted(levels)  # nearly nothing spent at first, the most at the last look
+    assert levels[0] < 0.001 and 0.025 < levels[-1] < ALPHA
+    assert nominal_levels(3, 3) == (ALPHA,)  # one look: a fixed design
+
+
+def test_clearly_different_groups_are_decided_at_the_first_round():
+    values = {("d", "a"): [1.0, 1.1, 0.9], ("d", "b"): [100.0, 110.0, 90.0]}
+    decision = decide_values(values, scale="log", min_n=3, max_n=10)
+    assert decision.done and decision.reason == "decided" and decision.round == 1
+    assert decision.targets == {("d", "a"): 3, ("d", "b"): 3}
+    assert [(r["label"], r["state"], r["versus"]) for r in decision.rows] == [("b", "worse", "a")]
+    assert decision.text.startswith("decided after 1 round and 6 runs: b is beaten by a; a fixed design")
+
+
+def test_undecided_groups_get_one_more_replicate_up_to_max_n():
+    values = {("d", "a"): [1.0, 1.5, 0.7], ("d", "b"): [1.1, 1.4, 0.8], ("d", "c"): [0.9, 1.2, 1.0]}
+    decision = decide_values(values, scale="log", min_n=3, max_n=5)
+    assert not decision.done and decision.reason == "undecided" and decision.round == 1
+    assert decision.targets == dict.fromkeys(values, 4)
+    assert decision.text.startswith("round 1, 9 runs: not decided yet: ")
+    at_max = {key: v + [1.0, 1.2] for key, v in values.items()}
+    decision = decide_values(at_max, scale="log", min_n=3, max_n=5)
+    assert decision.done and decision.reason == "budget" and decision.round == 3
+    assert decision.targets == dict.fromkeys(values, 5)
+    assert decision.text.startswith("budget spent after 3 rounds and 15 runs: ")
+
+
+def test_max_runs_stops_before_a_round_that_would_exceed_it():
+    values = {("d", "a"): [1.0, 1.5, 0.7], ("d", "b"): [1.1, 1.4, 0.8]}
+    assert not decide_values(values, scale="log", max_runs=8).done
+    decision = decide_values(values, scale="log", max_runs=7)
+    assert decision.done and decision.reason == "budget" and decision.targets == dict.fromkeys(values, 3)
+
+
+def test_only_the_undecided_comparisons_grow_and_other_variants_keep_their_count():
+    values = {
+        ("d", "a"): [1.0, 1.1, 0.9, 1.05],
+        ("d", "b"): [100.0, 110.0, 90.0, 105.0],  # far worse than a: decided
+        ("d", "c"): [1.02, 1.2, 0.85, 1.0],  # like a: undecided
+        ("d", "c w=2"): [5.0, 6.0, 4.0],  # not the best variant of c: outside the headline family
+    }
+    keys = {("d", "a"): "a", ("d", "b"): "b", ("d", "c"): "c", ("d", "c w=2"): "c"}
+    decision = decide_values(values, scale="log", model_keys=keys)
+    assert decision.round == 2 and not decision.done
+    states = {r["label"]: r["state"] for r in decision.rows}
+    assert states == {"b": "worse", "c": "undecided"}
+    assert decision.targets == {("d", "a"): 5, ("d", "b"): 4, ("d", "c"): 5, ("d", "c w=2"): 3}
+
+
+def test_higher_is_better_and_the_rope_decides_practical_equality():
+    accuracy = {("d", "a"): [0.90, 0.91, 0.92], ("d", "b"): [0.50, 0.52, 0.51]}
+    decision = decide_values(accuracy, higher=True)
+    assert [(r["label"], r["state"], r["versus"]) for r in decision.rows] == [("b", "worse", "a")]
+    equal = {("d", "a"): [0.900, 0.901, 0.899, 0.9005], ("d", "b"): [0.9002, 0.9, 0.8999, 0.9004]}
+    decision = decide_values(equal, higher=True, rope=0.01)
+    assert decision.done and decision.reason == "decided"
+    assert decision.rows[0]["state"] == "equal" and decision.rows[0]["p_equal"] > 0.95
+    assert "is practically equal to" in decision.text
+    assert not decide_values(equal, higher=True).done  # without a rope: not decided
+
+
+def test_min_n_below_2_is_refused():
+    with pytest.raises(MosaicError, match=r"^\[MONITOR\] min_multiplicity = 1 must be >= 2"):
+        decide_values({("d", "a"): [1.0]}, min_n=1)
+
+
+def test_decide_reads_the_groups_of_the_database(db_path):
+    # 2 datasets × 2 models × 3 widths × 4 replicates: width 4 is the best variant of each model
+    decision = decide(db_path, min_n=3, max_n=6)
+    assert decision.round == 2 and decision.runs == 48
+    assert len(decision.targets) == 12
+    assert [(r["dataset_key"], r["label"], r["versus"], r["state"]) for r in decision.rows] == [
+        (dataset, "net_funnel width=4", "net_brick width=4", "undecided")
+        for dataset in ("data_dataset_AND", "data_dataset_OR")
+    ]
+    assert decision.text.startswith("round 2, 48 runs: not decided yet: data_dataset_AND: net_funnel width=4 is")
+    grown = {key for key, n in decision.targets.items() if n == 5}
+    assert grown == {(dataset, f"net_{model} width=4") for dataset in ("data_dataset_AND", "data_dataset_OR")
+                     for model in ("funnel", "brick")}
+    assert all(n == 4 for key, n in decision.targets.items() if key not in grown)  # the pending run counted
+
+
+# ---------------------------------------------------------------- simulation of the whole procedure
+
+
+def adaptive_experiment(rng, n_groups, shift, min_n=3, max_n=10):
+    """One experiment run round by round as mosaic_run does: lognormal groups, the first `shift` better
+    (lower) on the log scale. (any false 'beats' at any look, first group declared best of all, runs)."""
+    centers = np.zeros(n_groups)
+    centers[0] = -shift
+    values = {("d", f"m{i}"): list(rng.lognormal(centers[i], SIGMA, min_n)) for i in range(n_groups)}
+    false_claim = False
+    while True:
+        decision = decide_values(values, scale="log", min_n=min_n, max_n=max_n)
+        false_claim |= shift == 0 and any(r["state"] in ("beats", "worse") for r in decision.rows)
+        if decision.done:
+            break
+        for key, n in decision.targets.items():
+            values[key] += list(rng.lognormal(centers[int(key[1][1:])], SIGMA, n - len(values[key])))
+    won = all(r["versus"] == "m0" and r["state"] == "worse" for r in decision.rows)
+    return false_claim, won, decision.runs
+
+
+def fixed_power(rng, n_groups, shift, n, experiments):
+    """The power of the fixed design (n replicates per group, Holm over every pair as compare.py does) to
+    declare the first group better than all the others."""
+    from scipy import stats
+
+    from mosaic.results.stats import holm
+
+    won = 0
+    for _ in range(experiments):
+        x = rng.normal(0.0, SIGMA, (n_groups, n))
+        x[0] -= shift
+        pairs = [(a, b) for a in range(n_groups) for b in range(a + 1, n_groups)]
+        p = holm([float(stats.ttest_ind(x[a], x[b], equal_var=False).pvalue) for a, b in pairs])
+        leader = int(np.argmin(x.mean(axis=1)))
+        won += leader == 0 and all(q < ALPHA for (a, _), q in zip(pairs, p) if a == 0)
+    return won / experiments
+
+
+def null_rate(n_groups, experiments, seed):
+    rng = np.random.default_rng(seed)
+    claims = [adaptive_experiment(rng, n_groups, 0.0)[0] for _ in range(experiments)]
+    rate = float(np.mean(claims))
+    return rate, math.sqrt(ALPHA * (1 - ALPHA) / experiments)
+
+
+def test_false_beats_rate_of_the_adaptive_procedure_with_2_architectures():
+    rate, se = null_rate(2, 2000, seed=2)
+    print(f"2 architectures, null: false 'beats' in {rate:.4f} of 2000 adaptive experiments")
+    assert rate < ALPHA + 2 * se
+
+
+def test_false_beats_rate_of_the_adaptive_procedure_with_6_architectures():
+    rate, se = null_rate(6, 2000, seed=6)
+    print(f"6 architectures, null: false 'beats' in {rate:.4f} of 2000 adaptive experiments")
+    assert rate < ALPHA + 2 * se
+
+
+@pytest.mark.slow
+def test_auto_uses_fewer_runs_than_the_fixed_design_of_equal_power():
+    rng = np.random.default_rng(7)
+    shift, experiments = 1.5, 1000
+    results = [adaptive_experiment(rng, 2, shift) for _ in range(experiments)]
+    power = float(np.mean([won for _, won, _ in results]))
+    runs = float(np.mean([n for _, _, n in results]))
+    powers = {n: fixed_power(rng, 2, shift, n, experiments) for n in range(3, 11)}
+    equal = min(n for n, p in powers.items() if p >= power - 0.02)  # within the simulation's noise
+    print(f"auto: power {power:.3f}, {runs:.1f} runs on average; fixed: "
+          + ", ".join(f"n={n}: power {p:.3f}" for n, p in powers.items()))
+    assert runs < 2 * equal
