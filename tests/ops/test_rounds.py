@@ -4,12 +4,23 @@ at expansion with the hashes of a fixed design, mosaic_run's rounds with a stub 
 import io
 import json
 import os
+import signal
 from types import SimpleNamespace
 
 import pytest
 
 from mosaic.experiment.expand import REPLICATES_FILE
-from tests.fakes import TUTORIAL, Experiment, ini_error, load_ini, small_settings
+from tests.fakes import (
+    TUTORIAL,
+    Experiment,
+    ini_error,
+    load_ini,
+    small_settings,
+    start_run,
+    status_of,
+    status_section,
+    wait_until,
+)
 
 AUTO = TUTORIAL.replace("multiplicity = 4", "multiplicity = auto\nmin_multiplicity = 2\nmax_multiplicity = 5")
 FUNNEL2 = "dataset_OR(1,200,0.8) | mlp_funnel(4,2)"
@@ -186,3 +197,32 @@ def test_an_interrupted_round_resumes_from_replicates_json(tmp_path, monkeypatch
     assert "mosaic: 5 runs, 1 to train" in out
     assert "mosaic: round 3 (auto replicates): 2 more runs" in out and "mosaic: 7 runs, 2 to train" in out
     assert "mosaic: round 4 (auto replicates): 1 more runs" in out and outcome.total == 8
+
+
+# ---------------------------------------------------------------- the real decision, a kill -9 mid-round
+
+
+@pytest.mark.slow
+def test_kill_9_in_round_2_resumes_it_and_the_real_decision_stops_at_the_budget(tmp_path, monkeypatch):
+    """funnel and brick of width 2 are nearly equal after 2 epochs (p ~ 0.16 at 3 and 4 replicates): the
+    sequential decision adds a replicate to each, then stops at max_multiplicity."""
+    exp = auto_experiment(tmp_path, low=3, high=4)
+    process = start_run(exp)
+    wait_until(lambda: status_of(exp).startswith("round 2 (auto replicates): waiting for "), timeout=300)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    wait_until(lambda: not status_section(status_of(exp), "Running"), timeout=60)
+
+    out = exp.run().stdout
+    assert out.startswith("mosaic: 8 runs, ")  # round 2 goes on: not back to the 6 runs of round 1
+    last = out.rstrip().splitlines()[-1]
+    assert last.startswith("mosaic: budget spent after 2 rounds and 8 runs: mlp_funnel is undecided against "
+                           "mlp_brick; a fixed design with the same error rate would have needed about "), last
+    assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(8,)]
+
+    fixed = Experiment(tmp_path / "fixed", small_settings(multiplicity=4, widths="2"))
+    monkeypatch.chdir(fixed.folder)
+    from mosaic.experiment import load_experiment
+
+    assert {run.run_hash for run in load_experiment(str(fixed.ini)).runs} == {
+        p.name for p in exp.runs_dir().iterdir() if (p / "result.json").exists()}
