@@ -226,3 +226,15 @@ def test_kill_9_in_round_2_resumes_it_and_the_real_decision_stops_at_the_budget(
 
     assert {run.run_hash for run in load_experiment(str(fixed.ini)).runs} == {
         p.name for p in exp.runs_dir().iterdir() if (p / "result.json").exists()}
+
+
+@pytest.mark.slow
+def test_a_clear_difference_stops_the_real_decision_at_min_multiplicity(tmp_path):
+    exp = Experiment(tmp_path / "exp", small_settings(multiplicity="auto", widths="2", epochs=20))
+    exp.edit("mlp_brick", "width", 16)
+    exp.edit("MONITOR", "max_multiplicity", 4)
+    out = exp.run().stdout
+    assert "(auto replicates)" not in out and exp.query("SELECT COUNT(*) FROM runs") == [(6,)]
+    assert out.rstrip().splitlines()[-1] == (
+        "mosaic: decided after 1 round and 6 runs: mlp_funnel is beaten by mlp_brick; a fixed design with the"
+        " same error rate would have needed about 4 runs")
