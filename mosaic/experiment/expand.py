@@ -11,11 +11,10 @@ import json
 import os
 
 from mosaic.errors import ConfigError
-from mosaic.runfiles import STATE_DIR
 from mosaic.experiment.model import PROCESS_IDENTITY_FIELDS, Run
 from mosaic.experiment.training import display, pipeline_grid, varying_names
 from mosaic.experiment.values import MAX_COMBINATIONS
-
+from mosaic.runfiles import STATE_DIR
 
 # multiplicity = auto: the replicates each pipeline has reached, kept by mosaic_run (mosaic/ops/rounds.py) in the
 # launch folder: {"ini": its absolute path, "round": n, "replicates": {pipeline text: replicates}}
