@@ -168,3 +168,25 @@ def test_auto_uses_fewer_runs_than_the_fixed_design_of_equal_power():
     print(f"auto: power {power:.3f}, {runs:.1f} runs on average; fixed: "
           + ", ".join(f"n={n}: power {p:.3f}" for n, p in powers.items()))
     assert runs < 2 * equal
+
+
+def print_figures(experiments=2000, seed=11):
+    """The figures of docs/statistics.md "How many replicates?" (python -m tests.results.test_sequential)."""
+    rng = np.random.default_rng(seed)
+    for n_groups in (2, 6):
+        rate, se = null_rate(n_groups, experiments, seed + n_groups)
+        print(f"null, {n_groups} architectures: false 'beats' {rate:.3f} (± {se:.3f}) of {experiments} experiments")
+    print("| architectures | difference (log sd) | auto: power | auto: mean runs | fixed of that power | fixed 10 |")
+    for n_groups, shift in ((2, 1.0), (2, 1.5), (2, 2.5), (6, 1.5), (6, 2.5)):
+        results = [adaptive_experiment(rng, n_groups, shift) for _ in range(experiments // 2)]
+        power = float(np.mean([won for _, won, _ in results]))
+        runs = float(np.mean([n for _, _, n in results]))
+        powers = {n: fixed_power(rng, n_groups, shift, n, experiments // 2) for n in range(3, 11)}
+        equal = min((n for n, p in powers.items() if p >= power), default=None)
+        fixed = f"n = {equal}: {n_groups * equal} runs" if equal else "more than 10 per group"
+        print(f"| {n_groups} | {shift} | {power:.2f} | {runs:.1f} | {fixed} | {n_groups * 10} runs,"
+              f" power {powers[10]:.2f} |")
+
+
+if __name__ == "__main__":
+    print_figures()
