@@ -54,18 +54,21 @@ class Decision:
     rows: list = field(default_factory=list)  # one dict per headline comparison
     runs: int = 0  # the runs counted so far
     families: dict = field(default_factory=dict)  # {dataset_key: (groups with >= 2 values, groups)}
+    min_n: int = MIN_MULTIPLICITY  # the replicates of round 1: no fixed design is counted below them
 
     @property
     def fixed_runs(self):
-        """About the runs a fixed design (every group at one multiplicity, Holm over the same family at
-        ALPHA) would need for 80% power on the effects found; None when one of them is too small or unknown."""
+        """About the runs a fixed design (every group at one multiplicity, at least min_n, Holm over the same
+        family at ALPHA) would need for 80% power on the effects measured; None when one of them is too small
+        or unknown. The effects measured when a round stops early are rather too large (the design stopped
+        because they looked large), so this is, if anything, fewer runs than a fixed design really needs."""
         total = 0
         for dataset_key, (tested, size) in self.families.items():
             rows = [row for row in self.rows if row["dataset_key"] == dataset_key]
             per_group = _fixed_per_group(rows, ALPHA / max(1, tested * (tested - 1) // 2))
             if per_group is None:
                 return None
-            total += per_group * size
+            total += max(per_group, self.min_n) * size
         return total
 
     @property
@@ -80,11 +83,14 @@ class Decision:
             "budget": f"budget spent after {self.round} round{plural} and {self.runs} runs",
             "undecided": f"round {self.round}, {self.runs} runs: not decided yet",
         }[self.reason]
-        fixed = (
-            f"a fixed design with the same error rate would have needed about {self.fixed_runs} runs"
-            if self.fixed_runs
-            else "no fixed design of a reasonable size would separate them"
-        )
+        fixed_runs = self.fixed_runs
+        if not fixed_runs:
+            fixed = "no fixed design of a reasonable size would separate them"
+        elif fixed_runs <= self.runs and self.reason == "decided" and self.round == 1:
+            fixed = f"a fixed design would have needed as many ({fixed_runs} runs at {self.min_n} replicates each)"
+        else:
+            fixed = (f"a fixed design with the same error rate would have needed about {fixed_runs} runs"
+                     " for 80% power on the differences measured")
         return f"{head}: {states or 'nothing to compare'}; {fixed}"
 
 
@@ -241,10 +247,10 @@ def decide_values(groups_values, higher=False, rope=None, min_n=MIN_MULTIPLICITY
     families = {key: (sum(1 for _, x in members.values() if len(x) >= 2), len(members))
                 for key, members in by_dataset.items()}
     if not undecided:
-        return Decision(True, look, targets, "decided", rows, runs, families)
+        return Decision(True, look, targets, "decided", rows, runs, families, min_n)
     if not growing or (max_runs is not None and runs + len(growing) > max_runs):
-        return Decision(True, look, dict(counts), "budget", rows, runs, families)
-    return Decision(False, look, targets, "undecided", rows, runs, families)
+        return Decision(True, look, dict(counts), "budget", rows, runs, families, min_n)
+    return Decision(False, look, targets, "undecided", rows, runs, families, min_n)
 
 
 

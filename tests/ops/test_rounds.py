@@ -236,5 +236,5 @@ def test_a_clear_difference_stops_the_real_decision_at_min_multiplicity(tmp_path
     out = exp.run().stdout
     assert "(auto replicates)" not in out and exp.query("SELECT COUNT(*) FROM runs") == [(6,)]
     assert out.rstrip().splitlines()[-1] == (
-        "mosaic: decided after 1 round and 6 runs: mlp_funnel is beaten by mlp_brick; a fixed design with the"
-        " same error rate would have needed about 4 runs")
+        "mosaic: decided after 1 round and 6 runs: mlp_funnel is beaten by mlp_brick; a fixed design would have"
+        " needed as many (6 runs at 3 replicates each)")

@@ -30,6 +30,17 @@ def test_clearly_different_groups_are_decided_at_the_first_round():
     assert decision.text.startswith("decided after 1 round and 6 runs: b is beaten by a; a fixed design")
 
 
+def test_the_fixed_design_is_never_counted_below_min_multiplicity():
+    # A huge difference: 2 replicates each would have 80% power, but round 1 already had 3 each, and a fixed
+    # design below min_multiplicity is not one the user would run (the old line said "about 4 runs" after 6).
+    values = {("d", "a"): [1.0, 1.1, 0.9], ("d", "b"): [100.0, 110.0, 90.0]}
+    decision = decide_values(values, scale="log", min_n=3, max_n=10)
+    assert decision.fixed_runs == 6
+    assert decision.text.endswith("a fixed design would have needed as many (6 runs at 3 replicates each)")
+    later = decide_values({k: v + [1.0] for k, v in values.items()}, scale="log", min_n=3, max_n=10)
+    assert later.fixed_runs >= 6
+
+
 def test_undecided_groups_get_one_more_replicate_up_to_max_n():
     values = {("d", "a"): [1.0, 1.5, 0.7], ("d", "b"): [1.1, 1.4, 0.8], ("d", "c"): [0.9, 1.2, 1.0]}
     decision = decide_values(values, scale="log", min_n=3, max_n=5)
