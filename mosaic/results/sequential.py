@@ -55,6 +55,7 @@ class Decision:
     runs: int = 0  # the runs counted so far
     families: dict = field(default_factory=dict)  # {dataset_key: (groups with >= 2 values, groups)}
     min_n: int = MIN_MULTIPLICITY  # the replicates of round 1: no fixed design is counted below them
+    groups: dict = field(default_factory=dict)  # decide(): {dataset_key: [groups.Group decided on]}
 
     @property
     def fixed_runs(self):
@@ -217,11 +218,12 @@ def _fixed_per_group(rows, alpha):
 
 
 def decide_values(groups_values, higher=False, rope=None, min_n=MIN_MULTIPLICITY, max_n=None, max_runs=None,
-                  scale="linear", model_keys=None, counts=None):
+                  scale="linear", model_keys=None, counts=None, spent=None):
     """The Decision of the groups {(dataset_key, label): values} (the replicates with a value) on `scale`
     ("linear", or "log": rope a relative margin then). `model_keys`: {(dataset_key, label): model_key}
     (default: the label); `counts`: {(dataset_key, label): runs so far}, the runs that count against the
-    budget and that targets start from (default: the number of values)."""
+    budget and that targets start from (default: the number of values); `spent`: the runs that count against
+    max_runs when others than those of the groups do (the unselected settings of a tuned comparison)."""
     import numpy as np
 
     max_n = max_n or MAX_MULTIPLICITY
@@ -243,7 +245,7 @@ def decide_values(groups_values, higher=False, rope=None, min_n=MIN_MULTIPLICITY
                  for label in (r["label"], r["versus"])}
     growing = {key for key in undecided if counts.get(key, 0) < max_n}
     targets = {key: counts.get(key, 0) + (key in growing) for key in groups_values}
-    runs = sum(counts.values())
+    runs = sum(counts.values()) if spent is None else spent
     families = {key: (sum(1 for _, x in members.values() if len(x) >= 2), len(members))
                 for key, members in by_dataset.items()}
     if not undecided:
@@ -254,20 +256,36 @@ def decide_values(groups_values, higher=False, rope=None, min_n=MIN_MULTIPLICITY
 
 
 
-def decide(db_path, value="test_loss", higher=None, rope=None, min_n=MIN_MULTIPLICITY, max_n=None, max_runs=None):
+def decide(db_path, value="test_loss", higher=None, rope=None, min_n=MIN_MULTIPLICITY, max_n=None, max_runs=None,
+           tune=None):
     """The Decision of the database's runs on `value` (decide_values on compare.py's groups and scale):
-    the groups counted by their runs (failed, diverged and pending ones included), tested on their values."""
+    the groups counted by their runs (failed, diverged and pending ones included), tested on their values.
+    `tune` (the training settings the workflow tunes, a list or 'lr,weight_decay'; None or empty: none): each
+    architecture group is then its runs at the setting selected on validation (mosaic_compare --tune), and
+    only those grow; every run counts against max_runs. Decision.groups holds the groups decided on."""
     from mosaic.results.compare import choose_scale
     from mosaic.results.groups import load_groups
     from mosaic.results.values import higher_is_better
 
     if higher is None:
         higher = higher_is_better(value)
-    groups = [group for members in load_groups(db_path, value).values() for group in members]
+    names = [n.strip() for n in tune.split(",")] if isinstance(tune, str) else list(tune or ())
+    spent = None
+    if names:
+        from mosaic.results.tuning import load_tuned
+
+        tuned = [t for members in load_tuned(db_path, value, names).values() for t in members]
+        spent = sum(g.n_ended + g.n_unfinished for t in tuned for g in t.settings.values())
+        groups = [t.settings[t.selected] for t in tuned if t.select(higher) is not None]
+    else:
+        groups = [group for members in load_groups(db_path, value).values() for group in members]
     scale = choose_scale("auto", [v for group in groups for v in group.values], higher)
     keys = {id(g): (g.dataset_key, g.label) for g in groups}
-    return decide_values(
+    decision = decide_values(
         {keys[id(g)]: g.values for g in groups}, higher, rope, min_n, max_n, max_runs, scale,
         model_keys={keys[id(g)]: g.model_key for g in groups},
-        counts={keys[id(g)]: g.n_ended + g.n_unfinished for g in groups},
+        counts={keys[id(g)]: g.n_ended + g.n_unfinished for g in groups}, spent=spent,
     )
+    for group in groups:
+        decision.groups.setdefault(group.dataset_key, []).append(group)
+    return decision

@@ -9,6 +9,7 @@ import pytest
 
 from mosaic.errors import MosaicError
 from mosaic.results.sequential import ALPHA, decide, decide_values, nominal_levels
+from tests.results.fake_database import build_tuned_database
 
 SIGMA = 1.0  # the spread of log values in the simulations (lognormal replicates)
 
@@ -201,3 +202,31 @@ def print_figures(experiments=2000, seed=11):
 
 if __name__ == "__main__":
     print_figures()
+
+
+def test_with_tuned_settings_only_the_selected_settings_are_decided_on_and_grow(tmp_path):
+    # A's best lr on validation is 0.1, B's is 0.01; A at lr 0.1 is close to B at lr 0.01: undecided. The
+    # decision is on each architecture at its selected lr, and every run counts against max_runs.
+    spread = [1.0, 1.3, 0.8]
+    finals = {("ds", "A", (0.01,)): [(0.9 * s, 0.9 * s) for s in spread],
+              ("ds", "A", (0.1,)): [(0.3 * s, 0.3 * s) for s in spread],
+              ("ds", "B", (0.01,)): [(0.31 * s, 0.31 * s) for s in reversed(spread)],
+              ("ds", "B", (0.1,)): [(0.8 * s, 0.8 * s) for s in spread]}
+    db = build_tuned_database(tmp_path, finals)
+    decision = decide(db, tune=["lr"], min_n=3, max_n=6)
+    assert [(r["label"], r["versus"], r["state"]) for r in decision.rows] == [("B", "A", "undecided")]
+    assert decision.runs == 12 and decision.targets == {("ds", "A"): 4, ("ds", "B"): 4}
+    lrs = {g.label: {run_id for run_id in g.run_ids} for g in decision.groups["ds"]}
+    assert lrs == {"A": {4, 5, 6}, "B": {7, 8, 9}}  # the runs at lr 0.1 of A and at lr 0.01 of B
+    assert decide(db, tune="lr", min_n=3, max_n=6, max_runs=13).reason == "budget"  # 12 runs + 2 > 13
+    untuned = decide(db, min_n=3, max_n=6)  # without tuning each lr is a variant: 4 groups
+    assert sorted(untuned.targets) == [("ds", "A lr=0.01"), ("ds", "A lr=0.1"), ("ds", "B lr=0.01"),
+                                       ("ds", "B lr=0.1")]
+
+
+def test_a_metric_where_higher_is_better_decides_the_right_way(tmp_path):
+    finals = {("ds", "A", (0.01,)): [(0.95, 0.95), (0.96, 0.96), (0.94, 0.94)],
+              ("ds", "B", (0.01,)): [(0.50, 0.50), (0.52, 0.52), (0.48, 0.48)]}
+    db = build_tuned_database(tmp_path, finals, metric="accuracy")
+    decision = decide(db, value="accuracy", min_n=3, max_n=10)
+    assert decision.done and [(r["label"], r["state"], r["versus"]) for r in decision.rows] == [("B", "worse", "A")]
