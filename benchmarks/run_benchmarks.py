@@ -25,7 +25,7 @@ sys.path.insert(1, os.path.dirname(HERE))  # benchmark this checkout, whatever i
 
 import harness  # noqa: E402
 
-BENCHMARKS = ("step", "expand", "tutorial", "warmstart", "scale", "tuning", "original", "gpu")
+BENCHMARKS = ("step", "expand", "tutorial", "warmstart", "scale", "tuning", "replicates", "original", "gpu")
 DEFAULT = BENCHMARKS  # gpu says so and measures nothing on a machine without one
 QUICK = ("step", "expand", "tutorial", "warmstart", "scale")  # original: minutes of the old tool, and a pip install
 
