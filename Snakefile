@@ -31,4 +31,5 @@ rule all:
         final_targets(),
         compare_targets(),
         tune_targets(),
+        rounds_targets(),
     default_target: True

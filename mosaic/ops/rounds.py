@@ -1,22 +1,26 @@
-"""[MONITOR] multiplicity = auto: mosaic_run's rounds of replicates.
+"""[MONITOR] multiplicity = auto: rounds of replicates, each an ordinary incremental run of the workflow.
 
-Round 1 is the ordinary run of the experiment, every pipeline at min_multiplicity. After each round the
-sequential decision (mosaic/results/sequential.py, a group-sequential design over the headline comparison)
-says which groups are undecided and how many replicates each should reach; their pipelines get those counts in
-.mosaic/replicates.json (expand.REPLICATES_FILE), and the same workflow runs again: an ordinary incremental run
-that trains only the new replicates (replicate k of a pipeline has the same hash as in a fixed design). The
-rounds end when the decision is done, or when a round would add no run (max_multiplicity, max_runs).
-A mosaic_run or mosaic_resume after a kill starts from replicates.json: nothing else is remembered.
+Round 1 is the ordinary run of the experiment, every pipeline at min_multiplicity. The workflow's `rounds` rule
+(workflow/rules/compare.smk), whose input is the database, ends each round: the sequential decision
+(mosaic/results/sequential.py, a group-sequential design over the headline comparison) says which groups are
+undecided and how many replicates each should reach; their pipelines get those counts in .mosaic/replicates.json
+(expand.REPLICATES_FILE: {"ini", "round", "replicates", "history": each round's counts, "decision": its line,
+...}), and rounds.csv and its plot show the rounds. The next `snakemake` (or mosaic_run's next pass) expands
+the experiment with those counts: an ordinary incremental run that trains only the new replicates (replicate k
+of a pipeline has the same hash as in a fixed design). Plain snakemake runs one round per invocation;
+mosaic_run runs the workflow again while the file asks for more runs. The rounds end when the decision is
+done, or when a round would add no run (max_multiplicity, max_runs). After a kill, the next run starts from
+replicates.json: nothing else is remembered.
 """
 
 import math
+import os
 import sqlite3
 from contextlib import closing
 
 from mosaic import runfiles
 from mosaic.experiment import load_experiment
 from mosaic.experiment.expand import REPLICATES_FILE, read_rounds
-from mosaic.ops.paths import config_default
 
 
 def sequential_decide(db_path, **settings):
@@ -59,35 +63,92 @@ def wanted_counts(experiment, db_path, targets, groups):
     return counts
 
 
-def decide_now(experiment, db_path, decide):
-    """The decision after the round just run, with the settings of [MONITOR] and the workflow's compare_*
-    defaults (config/README.md)."""
+def decide_now(experiment, db_path, decide, value, rope):
+    """The decision after the round just run, with the settings of [MONITOR] on `value` (rope: None or a
+    number, the workflow's compare_value and compare_rope)."""
     monitor = experiment.monitor
-    return decide(db_path, value=config_default("compare_value"), rope=config_default("compare_rope"),
-                  min_n=monitor.multiplicity, max_n=monitor.max_multiplicity, max_runs=monitor.max_runs)
+    return decide(db_path, value=value, rope=None if rope is None else float(rope), min_n=monitor.multiplicity,
+                  max_n=monitor.max_multiplicity, max_runs=monitor.max_runs)
 
 
-def run_rounds(experiment, state, outcome, run_round, out, decide=None):
-    """After mosaic_run's ordinary run (`outcome`) of an adaptive experiment: decide (`decide`, default
-    sequential_decide), write the counts of the next round, `run_round(experiment)` (runner.run_locked: an
-    incremental run), until the decision is done or no run is added; then print the decision's one line.
-    Stops at the first round that fails or is paused; returns the last round's Outcome."""
+def read_kept(ini_path):
+    """REPLICATES_FILE's content when it was written for this ini, else None."""
+    try:
+        kept = runfiles.read_json(REPLICATES_FILE)
+    except (OSError, ValueError):
+        return None
+    return kept if isinstance(kept, dict) and kept.get("ini") == os.path.abspath(ini_path) else None
+
+
+def history_of(kept, experiment):
+    """Each round's {pipeline text: replicates} up to the round `experiment` was expanded for, round 1 (every
+    pipeline at min_multiplicity) first. A file without its history (written before there was one) gives the
+    rounds between the first and the last the last one's counts."""
+    counts = pipeline_counts(experiment)
+    number = read_rounds(experiment.ini_path)[0]
+    history = kept.get("history") if kept else None
+    if isinstance(history, list) and len(history) == number and history[-1] == counts:
+        return history
+    first = {pipeline: min(n, experiment.monitor.multiplicity) for pipeline, n in counts.items()}
+    return [first] + [counts] * (number - 1)
+
+
+def headline_groups(decision):
+    """{(dataset_key, label)} of the decision's headline comparisons."""
+    return {(row["dataset_key"], label) for row in decision.rows for label in (row["label"], row["versus"])}
+
+
+def workflow_round(ini_path, db_path, value, rope, csv_path, plot_path, advance=True):
+    """The workflow's `rounds` rule: decide on the database of the round just run (sequential_decide), write
+    rounds.csv and its plot (the rounds so far), and, when `advance` (not a partial build) and the decision
+    asks for more replicates, the next round's counts in REPLICATES_FILE; the decision's line always. Returns
+    what it wrote in REPLICATES_FILE."""
     from mosaic.results.groups import load_groups
+    from mosaic.results.rounds_report import write_rounds
 
-    decide = decide or sequential_decide
-    round_number = read_rounds(experiment.ini_path)[0]
+    experiment = load_experiment(ini_path)
+    history = history_of(read_kept(ini_path), experiment)
+    decision = decide_now(experiment, db_path, sequential_decide, value, rope)
+    write_rounds(db_path, value, history, headline_groups(decision) or None, csv_path, plot_path)
+    counts = wanted_counts(experiment, db_path, decision.targets, load_groups(db_path, value))
+    added = sum(counts.values()) - len(experiment.runs)
+    kept = {"ini": os.path.abspath(ini_path), "round": len(history), "replicates": history[-1], "history": history,
+            "decision": decision.text, "reason": decision.reason, "added": 0,
+            "undecided": [f"{row['label']} against {row['versus']}" for row in decision.rows
+                          if row["state"] == "undecided"]}
+    if advance and not decision.done and added > 0:
+        kept.update(round=len(history) + 1, replicates=counts, history=[*history, counts], added=added)
+    runfiles.write_json(REPLICATES_FILE, kept)
+    return kept
+
+
+def decision_lines(ini_path):
+    """The lines that end an adaptive experiment's run, after the fixed-design summary: which comparisons that
+    summary may call settled stay undecided, the decision's line, and the next round when one is asked."""
+    kept = read_kept(ini_path)
+    if not kept or "decision" not in kept:
+        return []
+    lines = []
+    if kept.get("undecided"):
+        lines.append("mosaic: the summary above is that of a fixed design; with multiplicity = auto the line below"
+                     " decides, and " + "; ".join(kept["undecided"]) + " stays undecided")
+    lines.append(f"mosaic: {kept['decision']}")
+    if kept.get("added"):
+        lines.append(f"round {kept['round']}: {kept['added']} more runs; run snakemake again (or mosaic_run)")
+    return lines
+
+
+def run_rounds(experiment, outcome, run_round, out):
+    """After mosaic_run's ordinary run (`outcome`) of an adaptive experiment: while the workflow's rounds rule
+    asked for more runs (REPLICATES_FILE), say so in one line and `run_round(experiment)` (runner.run_locked:
+    an incremental run). Stops at the first round that fails or is paused; returns the last round's Outcome."""
     while outcome.error() is None:
-        decision = decide_now(experiment, state["database"], decide)
-        counts = wanted_counts(experiment, state["database"], decision.targets,
-                               load_groups(state["database"], config_default("compare_value")))
-        added = sum(counts.values()) - len(experiment.runs)
-        if decision.done or added <= 0:
-            print(f"\nmosaic: {decision.text}", file=out, flush=True)
-            return outcome
-        round_number += 1
-        runfiles.write_json(REPLICATES_FILE, {"ini": experiment.ini_path, "round": round_number, "replicates": counts})
-        print(f"\nmosaic: round {round_number} (auto replicates): {added} more runs for the undecided comparisons",
-              file=out, flush=True)
-        experiment = load_experiment(experiment.ini_path)
+        grown = load_experiment(experiment.ini_path)
+        added = len(grown.runs) - len(experiment.runs)
+        if added <= 0:
+            break
+        print(f"\nmosaic: round {read_rounds(grown.ini_path)[0]} (auto replicates): {added} more runs for the"
+              " undecided comparisons", file=out, flush=True)
+        experiment = grown
         outcome = run_round(experiment)
     return outcome

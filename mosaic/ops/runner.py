@@ -329,15 +329,22 @@ def run(plan, out=None):
         forcerun = list(plan.prepare(experiment)) if plan.prepare else []
         if plan.rebuild_only:
             forcerun.append("database")
-        outcome = run_locked(plan, experiment, state, forcerun, out)
-        if experiment.monitor.adaptive and not (plan.dry_run or plan.retrain or plan.rebuild_only):
-            from mosaic.ops.rounds import run_rounds  # multiplicity = auto: more rounds of replicates
+        rounds = experiment.monitor.adaptive and not (plan.dry_run or plan.retrain or plan.rebuild_only)
+        outcome = run_locked(plan, experiment, state, forcerun, out, summary=not rounds)
+        if rounds:  # multiplicity = auto: the workflow asks for more rounds of replicates; the summary once, at the end
+            from mosaic.ops.rounds import decision_lines, run_rounds
 
-            outcome = run_rounds(experiment, state, outcome, lambda grown: run_locked(plan, grown, state, [], out), out)
+            outcome = run_rounds(experiment, outcome,
+                                 lambda grown: run_locked(plan, grown, state, [], out, summary=False), out)
+            if not outcome.paused and (outcome.snakemake_status == 0 or outcome.failed):
+                print_summary(state, out)
+            if outcome.error() is None and (lines := decision_lines(plan.ini)):
+                print("\n" + "\n".join(lines), file=out, flush=True)
         return outcome
 
 
-def run_locked(plan, experiment, state, forcerun, out):
+def run_locked(plan, experiment, state, forcerun, out, summary=True):
+    """One Snakemake run of `experiment` for `plan`; its lines, then (`summary`) the comparison in plain words."""
     cores = plan.cores or default_cores(experiment)
     profile = resolve_profile(plan.profile)
     gpus = gpu_count(experiment, profile)
@@ -416,7 +423,7 @@ def run_locked(plan, experiment, state, forcerun, out):
     else:
         print(f"mosaic: all {outcome.total} runs done; database {relative(state['database'])},"
               f" plots in {relative(state['plots'])}", file=out, flush=True)
-    if not outcome.paused and (status == 0 or outcome.failed):
+    if summary and not outcome.paused and (status == 0 or outcome.failed):
         print_summary(state, out)
     return outcome
 

@@ -1,5 +1,7 @@
 """[MONITOR] multiplicity = auto (mosaic/ops/rounds.py): the keys, the replicates read from .mosaic/replicates.json
-at expansion with the hashes of a fixed design, mosaic_run's rounds with a stub decision, the status line."""
+at expansion with the hashes of a fixed design, the workflow's rounds rule (the decision file with its history,
+rounds.csv and rounds.png), mosaic_run's rounds with a stub decision (tests/ops/decide_stub.py), plain snakemake
+one round per call, the status line."""
 
 import io
 import json
@@ -115,25 +117,6 @@ def test_targets_count_failed_runs_and_become_replicates_of_the_groups_pipelines
 # ---------------------------------------------------------------- mosaic_run's rounds, a stub decision
 
 
-def stub_decide(wanted):
-    """A decision that asks one more replicate of every group with fewer than `wanted` values (never above
-    max_n), done when none has; it records the settings it was called with."""
-    calls = []
-
-    def decide(db_path, **settings):
-        from mosaic.results.groups import load_groups
-
-        calls.append(settings)
-        groups = [g for gs in load_groups(db_path, settings["value"]).values() for g in gs]
-        targets = {(g.dataset_key, g.label): min(len(g.values) + 1, settings["max_n"])
-                   for g in groups if len(g.values) < wanted}
-        n = sum(len(g.values) for g in groups)
-        return SimpleNamespace(done=not targets, round=len(calls), targets=targets, reason="stub", rows=[],
-                               text=f"decided after {len(calls)} rounds and {n} runs (stub)")
-    decide.calls = calls
-    return decide
-
-
 def auto_experiment(tmp_path, low=2, high=4):
     exp = Experiment(tmp_path / "exp", small_settings(multiplicity="auto", widths="2"))
     exp.edit("MONITOR", "min_multiplicity", low)
@@ -141,30 +124,67 @@ def auto_experiment(tmp_path, low=2, high=4):
     return exp
 
 
-def mosaic_run(exp, monkeypatch, decide):
-    from mosaic.ops import rounds, runner
+def assert_rounds_report(exp, rounds, runs, per_group):
+    """rounds.csv and rounds.png beside the plots: one row per round and group, the runs of each round
+    (`runs`) and of each group (`per_group`), and each group's center and interval at each round: those of
+    stats.mean_interval on the replicates the group had then (the first per_group[round - 1] of each)."""
+    import csv
 
+    from matplotlib.image import imread
+
+    from mosaic.results.stats import mean_interval
+
+    plots = exp.folder / "database_plots"
+    with open(plots / "rounds.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    groups = sorted({row["group"] for row in rows})
+    assert len(groups) == 2 and len(rows) == rounds * len(groups)
+    for group in groups:
+        mine = [row for row in rows if row["group"] == group]
+        assert [int(row["round"]) for row in mine] == list(range(1, rounds + 1))
+        assert [int(row["round_runs"]) for row in mine] == runs
+        assert [int(row["runs"]) for row in mine] == [int(row["n"]) for row in mine] == per_group
+        for row, n in zip(mine, per_group):
+            values = [v for (v,) in exp.query(f"SELECT test_loss FROM runs WHERE model_key = '{group}'"
+                                              f" AND replicate <= {n} ORDER BY replicate")]
+            expected = mean_interval(values, row["scale"])
+            assert [float(row[k]) for k in ("center", "ci_low", "ci_high")] == pytest.approx(expected), (group, n)
+    image = imread(plots / "rounds.png")
+    assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def mosaic_run(exp, monkeypatch, wanted):
+    """mosaic_run in this process, the workflow's rounds rule deciding with decide_stub (`wanted` values per
+    group); returns the Outcome, the output and the settings of each decision."""
+    from mosaic.ops import runner
+    from tests.ops import decide_stub
+
+    calls = decide_stub.install(monkeypatch, exp.folder.parent / "stub", wanted)
     monkeypatch.chdir(exp.folder)
-    monkeypatch.setattr(rounds, "sequential_decide", decide)
     out = io.StringIO()
     outcome = runner.run(runner.Plan("config.ini", "database.db", "database_plots"), out=out)
-    return outcome, out.getvalue()
+    return outcome, out.getvalue(), [json.loads(line) for line in calls.read_text().splitlines()]
 
 
 @pytest.mark.slow
 def test_rounds_add_replicates_to_the_undecided_groups_until_decided(tmp_path, monkeypatch):
     exp = auto_experiment(tmp_path)
-    decide = stub_decide(wanted=4)
-    outcome, out = mosaic_run(exp, monkeypatch, decide)
+    outcome, out, calls = mosaic_run(exp, monkeypatch, wanted=4)
     assert outcome.error() is None and outcome.total == 8
     assert "mosaic: 4 runs, 4 to train" in out and "mosaic: 6 runs, 2 to train" in out
     assert "mosaic: round 2 (auto replicates): 2 more runs for the undecided comparisons" in out
     assert "mosaic: 8 runs, 2 to train" in out and "round 4" not in out
     assert out.rstrip().endswith("mosaic: decided after 3 rounds and 8 runs (stub)")
-    assert decide.calls[0] == {"value": "test_loss", "rope": None, "min_n": 2, "max_n": 4, "max_runs": None}
+    assert len(calls) == 3
+    assert calls[0] == {"value": "test_loss", "rope": None, "min_n": 2, "max_n": 4, "max_runs": None}
     assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(8,)]
     kept = json.loads((exp.folder / REPLICATES_FILE).read_text())
     assert kept["round"] == 3 and sorted(kept["replicates"].values()) == [4, 4]
+    assert [sorted(counts.values()) for counts in kept["history"]] == [[2, 2], [3, 3], [4, 4]]
+    # the fixed-design summary once, after the last round, then the decision: no verdict while undecided
+    assert out.count("the statistical tables: mosaic_compare") == 1
+    assert out.index("mosaic: 8 runs, 2 to train") < out.index("the statistical tables: mosaic_compare")
+    assert_rounds_report(exp, rounds=3, runs=[4, 6, 8], per_group=[2, 3, 4])
 
     fixed = Experiment(tmp_path / "fixed", small_settings(multiplicity=4, widths="2"))
     monkeypatch.chdir(fixed.folder)
@@ -173,27 +193,28 @@ def test_rounds_add_replicates_to_the_undecided_groups_until_decided(tmp_path, m
     assert {run.run_hash for run in load_experiment(str(fixed.ini)).runs} == {
         p.name for p in exp.runs_dir().iterdir() if (p / "result.json").exists()}
 
-    again, out = mosaic_run(exp, monkeypatch, stub_decide(wanted=4))  # decided: nothing more to train
+    again, out, calls = mosaic_run(exp, monkeypatch, wanted=4)  # decided: nothing more to train
     assert "mosaic: 8 runs, 0 to train" in out and "(auto replicates)" not in out
 
 
 @pytest.mark.slow
 def test_a_decided_first_round_stops_at_min_multiplicity(tmp_path, monkeypatch):
     exp = auto_experiment(tmp_path)
-    outcome, out = mosaic_run(exp, monkeypatch, stub_decide(wanted=2))
-    assert outcome.total == 4 and "round 2" not in out
+    outcome, out, calls = mosaic_run(exp, monkeypatch, wanted=2)
+    assert outcome.total == 4 and "round 2" not in out and len(calls) == 1
     assert out.rstrip().endswith("mosaic: decided after 1 rounds and 4 runs (stub)")
-    assert not (exp.folder / REPLICATES_FILE).exists()
+    kept = json.loads((exp.folder / REPLICATES_FILE).read_text())
+    assert (kept["round"], kept["added"], list(kept["replicates"].values())) == (1, 0, [2, 2])
 
 
 @pytest.mark.slow
 def test_an_interrupted_round_resumes_from_replicates_json(tmp_path, monkeypatch):
     exp = auto_experiment(tmp_path)
-    mosaic_run(exp, monkeypatch, stub_decide(wanted=2))
+    mosaic_run(exp, monkeypatch, wanted=2)
     funnel = exp.query("SELECT pipeline FROM runs WHERE pipeline LIKE '%funnel%' LIMIT 1")[0][0]
     monkeypatch.chdir(exp.folder)
     write_replicates(exp.ini, 2, {funnel: 3})  # killed after round 2 was written, before it trained
-    outcome, out = mosaic_run(exp, monkeypatch, stub_decide(wanted=4))
+    outcome, out, calls = mosaic_run(exp, monkeypatch, wanted=4)
     assert "mosaic: 5 runs, 1 to train" in out
     assert "mosaic: round 3 (auto replicates): 2 more runs" in out and "mosaic: 7 runs, 2 to train" in out
     assert "mosaic: round 4 (auto replicates): 1 more runs" in out and outcome.total == 8
@@ -238,3 +259,52 @@ def test_a_clear_difference_stops_the_real_decision_at_min_multiplicity(tmp_path
     assert out.rstrip().splitlines()[-1] == (
         "mosaic: decided after 1 round and 6 runs: mlp_funnel is beaten by mlp_brick; a fixed design would have"
         " needed as many (6 runs at 3 replicates each)")
+
+
+def plain_snakemake(exp):
+    """`snakemake` in the experiment's folder, as a user types it (no mosaic_run)."""
+    import subprocess
+
+    from tests.fakes import BIN, ROOT, command_env
+
+    done = subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--cores", "2", "--config", f"ini={exp.ini}",
+         f"database={exp.db}", f"plots={exp.folder / 'database_plots'}"],
+        cwd=exp.folder, capture_output=True, text=True, timeout=600, env=command_env(),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_plain_snakemake_runs_one_round_per_call_and_the_next_call_trains_the_next_round(tmp_path, monkeypatch):
+    """funnel and brick of width 2, 2 epochs: undecided after round 1 (3 replicates each), so the first call
+    writes round 2 into replicates.json and ends saying so; the second call trains only its 2 runs (the
+    replicates 4 of a fixed design) and stops at max_multiplicity with the decision's line."""
+    exp = auto_experiment(tmp_path, low=3, high=4)
+    first = plain_snakemake(exp)
+    assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(6,)]
+    kept = json.loads((exp.folder / REPLICATES_FILE).read_text())
+    assert (kept["round"], kept["added"], sorted(kept["replicates"].values())) == (2, 2, [4, 4])
+    assert [sorted(counts.values()) for counts in kept["history"]] == [[3, 3], [4, 4]]
+    lines = first.rstrip().splitlines()
+    assert lines[-2].startswith("mosaic: round 1, 6 runs: not decided yet: mlp_funnel is undecided against"), lines
+    assert lines[-1] == "round 2: 2 more runs; run snakemake again (or mosaic_run)"
+    trained = exp.result_mtimes()
+
+    second = plain_snakemake(exp)
+    assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(8,)]
+    now = exp.result_mtimes()
+    assert {h: now[h] for h in trained} == trained and len(now) == 8  # only round 2's runs were trained
+    assert second.rstrip().splitlines()[-1].startswith("mosaic: budget spent after 2 rounds and 8 runs: ")
+    kept = json.loads((exp.folder / REPLICATES_FILE).read_text())
+    assert (kept["round"], kept["added"], kept["reason"]) == (2, 0, "budget")
+    assert_rounds_report(exp, rounds=2, runs=[6, 8], per_group=[3, 4])
+
+    fixed = Experiment(tmp_path / "fixed", small_settings(multiplicity=4, widths="2"))
+    monkeypatch.chdir(fixed.folder)
+    from mosaic.experiment import load_experiment
+
+    assert {run.run_hash for run in load_experiment(str(fixed.ini)).runs} == set(now)
+    plain_snakemake(exp)  # a third call: decided, up to date, nothing trained
+    assert exp.result_mtimes() == now

@@ -65,7 +65,8 @@ def test_every_compare_key_reaches_the_compare_rule():
     tune = (ROOT / "workflow" / "scripts" / "tune.py").read_text()
     for key in keys:
         param = key.removeprefix("compare_")
-        assert rule.count(f'{param}=config["{key}"]') == 2, key  # the compare rule's and the tune rule's
+        # the compare rule's and the tune rule's; value and rope also the rounds rule's (multiplicity = auto)
+        assert rule.count(f'{param}=config["{key}"]') == (3 if param in ("value", "rope") else 2), key
         assert f"params.{param}" in adapter and f"params.{param}" in tune, key
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
     assert 'settings_to_tune(EXPERIMENT.runs, config["compare_tune"])' in common and "params.names" in tune

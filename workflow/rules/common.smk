@@ -121,3 +121,14 @@ def tune_files():
 def tune_targets():
     """The tuned comparison's files when there is something to tune (TUNED), else none."""
     return list(tune_files().values()) if TUNED else []
+
+
+def rounds_files():
+    """The rounds rule's outputs (multiplicity = auto): the rounds' table and its plot, beside the other plots."""
+    suffix = "" if config["compare_value"] == "test_loss" else f"_{config['compare_value']}"
+    return {name: os.path.join(PLOTS, f"rounds{suffix}.{name}") for name in ("csv", "png")}
+
+
+def rounds_targets():
+    """The rounds' files of an adaptive experiment, else none."""
+    return list(rounds_files().values()) if EXPERIMENT.monitor.adaptive else []

@@ -29,8 +29,35 @@ rule compare:
         "../scripts/compare.py"
 
 
+# multiplicity = auto: the sequential decision after each round (mosaic/ops/rounds.py). It writes the next
+# round's replicates into .mosaic/replicates.json (a file of state, no output: the next `snakemake` expands the
+# experiment with them and trains only the new runs) and the rounds so far into rounds.csv and its plot.
+# A partial build (failed runs, mosaic_rerun) decides but asks for no new round.
+localrules:
+    rounds,
+
+
+rule rounds:
+    input:
+        DATABASE,
+    output:
+        csv=report(rounds_files()["csv"], caption="../report/rounds.rst", category="Verdicts"),
+        plot=report(rounds_files()["png"], caption="../report/rounds.rst", category="Verdicts"),
+    log:
+        os.path.join(LOGS, "rounds.log"),
+    params:
+        ini=INI,
+        value=config["compare_value"],
+        rope=config["compare_rope"],
+        advance=not (PARTIAL or ALSO),
+    conda:
+        "../envs/mosaic.yaml"
+    script:
+        "../scripts/rounds.py"
+
+
 # Plain `snakemake` ends, as mosaic_run does, with the comparison in plain words (when the workflow made one),
-# then the tuned one (when it made one).
+# then the tuned one (when it made one), then (multiplicity = auto) the decision and the next round, if any.
 onsuccess:
     if os.path.exists(compare_files()["summary"]):
         with open(compare_files()["summary"]) as summary:
@@ -39,6 +66,10 @@ onsuccess:
         from mosaic.results.tuning_plots import plain_words
 
         print(plain_words(tune_files()["markdown"]))
+    if EXPERIMENT.monitor.adaptive:
+        from mosaic.ops.rounds import decision_lines
+
+        print("\n".join(decision_lines(INI)))
 
 
 # Each architecture at its best training settings, chosen on validation (mosaic_compare --tune), with the
