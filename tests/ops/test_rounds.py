@@ -236,7 +236,10 @@ def test_kill_9_in_round_2_resumes_it_and_the_real_decision_stops_at_the_budget(
 
     out = exp.run().stdout
     assert out.startswith("mosaic: 8 runs, ")  # round 2 goes on: not back to the 6 runs of round 1
-    last = out.rstrip().splitlines()[-1]
+    *_, note, last = out.rstrip().splitlines()
+    assert out.count("the statistical tables: mosaic_compare") == 1  # the fixed-design summary, once, then:
+    assert note == ("mosaic: the summary above is that of a fixed design; with multiplicity = auto the line below"
+                    " decides, and mlp_funnel against mlp_brick stays undecided")
     assert last.startswith("mosaic: budget spent after 2 rounds and 8 runs: mlp_funnel is undecided against "
                            "mlp_brick; a fixed design with the same error rate would have needed about "), last
     assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(8,)]
