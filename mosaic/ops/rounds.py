@@ -82,13 +82,14 @@ def read_kept(ini_path):
 
 def history_of(kept, experiment):
     """Each round's {pipeline text: replicates} up to the round `experiment` was expanded for, round 1 (every
-    pipeline at min_multiplicity) first. A file without its history (written before there was one) gives the
-    rounds between the first and the last the last one's counts."""
+    pipeline at min_multiplicity) first, the last one as expanded now (an edited max_multiplicity caps it).
+    A file without its history (written before there was one) gives the rounds between the first and the last
+    the last one's counts."""
     counts = pipeline_counts(experiment)
     number = read_rounds(experiment.ini_path)[0]
     history = kept.get("history") if kept else None
-    if isinstance(history, list) and len(history) == number and history[-1] == counts:
-        return history
+    if isinstance(history, list) and len(history) == number and all(isinstance(c, dict) for c in history):
+        return [*history[:-1], counts]
     first = {pipeline: min(n, experiment.monitor.multiplicity) for pipeline, n in counts.items()}
     return [first] + [counts] * (number - 1)
 

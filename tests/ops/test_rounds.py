@@ -114,6 +114,48 @@ def test_targets_count_failed_runs_and_become_replicates_of_the_groups_pipelines
     assert wanted_counts(experiment, db, {("d", "a"): 9}, {"d": [a, b]}) == {"a": 5, "b": 3}
 
 
+def test_a_replicate_belongs_to_the_first_round_that_reaches_it():
+    from mosaic.results.rounds_report import round_of
+
+    history = [{"a": 2, "b": 2}, {"a": 3, "b": 2}, {"a": 4, "b": 3}]
+    assert [round_of(k, "a", history) for k in (1, 2, 3, 4, 5)] == [1, 1, 2, 3, None]
+    assert [round_of(k, "b", history) for k in (1, 2, 3)] == [1, 1, 3] and round_of(1, "c", history) is None
+
+
+def test_the_history_starts_at_min_multiplicity_and_ends_as_expanded(tmp_path, monkeypatch):
+    from mosaic.ops.rounds import history_of, read_kept
+
+    monkeypatch.chdir(tmp_path)
+    ini = tmp_path / "config.ini"
+    (first,) = history_of(None, load_ini(tmp_path, AUTO))  # no file: round 1
+    assert set(first.values()) == {2} and len(first) == 6
+    write_replicates(ini, 3, {FUNNEL2: 4})  # written without its history: rounds 2 and 3 as now
+    experiment = load_ini(tmp_path, AUTO)
+    history = history_of(read_kept(str(ini)), experiment)
+    assert len(history) == 3 and history[1] == history[2] and history[2][FUNNEL2] == 4
+    assert history[0] == first
+    kept = {"ini": str(ini), "round": 3, "replicates": {FUNNEL2: 4}, "history": [first, {FUNNEL2: 3}, {FUNNEL2: 9}]}
+    assert history_of(kept, experiment)[1:] == [{FUNNEL2: 3}, history[2]]  # the last one as expanded now
+
+
+def test_the_decision_lines_name_the_undecided_pairs_and_the_next_round(tmp_path, monkeypatch):
+    from mosaic.ops.rounds import decision_lines
+
+    monkeypatch.chdir(tmp_path)
+    ini = tmp_path / "config.ini"
+    assert decision_lines(str(ini)) == []
+    os.makedirs(".mosaic")
+    with open(REPLICATES_FILE, "w") as handle:
+        json.dump({"ini": str(ini), "round": 2, "replicates": {}, "decision": "round 1, 6 runs: not decided yet: x",
+                   "added": 2, "undecided": ["a against b"]}, handle)
+    assert decision_lines(str(ini)) == [
+        "mosaic: the summary above is that of a fixed design; with multiplicity = auto the line below decides,"
+        " and a against b stays undecided",
+        "mosaic: round 1, 6 runs: not decided yet: x",
+        "round 2: 2 more runs; run snakemake again (or mosaic_run)"]
+    assert decision_lines(str(tmp_path / "other.ini")) == []
+
+
 # ---------------------------------------------------------------- mosaic_run's rounds, a stub decision
 
 

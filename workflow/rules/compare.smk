@@ -39,14 +39,14 @@ localrules:
 
 rule rounds:
     input:
-        DATABASE,
+        database=DATABASE,
+        ini=INI,  # an edited [MONITOR] (max_multiplicity, max_runs) decides again
     output:
         csv=report(rounds_files()["csv"], caption="../report/rounds.rst", category="Verdicts"),
         plot=report(rounds_files()["png"], caption="../report/rounds.rst", category="Verdicts"),
     log:
         os.path.join(LOGS, "rounds.log"),
     params:
-        ini=INI,
         value=config["compare_value"],
         rope=config["compare_rope"],
         advance=not (PARTIAL or ALSO),

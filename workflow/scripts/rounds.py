@@ -6,7 +6,7 @@ import sys
 from mosaic.ops.rounds import workflow_round
 
 with open(snakemake.log[0], "w") as sys.stderr:  # noqa: F821 (snakemake is injected)
-    params, output = snakemake.params, snakemake.output  # noqa: F821
-    kept = workflow_round(params.ini, snakemake.input[0], params.value, params.rope, output.csv, output.plot,  # noqa: F821
+    given, params, output = snakemake.input, snakemake.params, snakemake.output  # noqa: F821
+    kept = workflow_round(given.ini, given.database, params.value, params.rope, output.csv, output.plot,
                           advance=params.advance)
     print(kept["decision"], file=sys.stderr)
