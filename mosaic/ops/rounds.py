@@ -19,6 +19,7 @@ import sqlite3
 from contextlib import closing
 
 from mosaic import runfiles
+from mosaic.errors import MosaicError
 from mosaic.experiment import load_experiment
 from mosaic.experiment.expand import REPLICATES_FILE, read_rounds
 
@@ -104,12 +105,18 @@ def workflow_round(ini_path, db_path, value, rope, csv_path, plot_path, advance=
     rounds.csv and its plot (the rounds so far), and, when `advance` (not a partial build) and the decision
     asks for more replicates, the next round's counts in REPLICATES_FILE; the decision's line always. Returns
     what it wrote in REPLICATES_FILE."""
+    from mosaic.results.figures import render_message, write_rows_csv
     from mosaic.results.groups import load_groups
-    from mosaic.results.rounds_report import write_rounds
+    from mosaic.results.rounds_report import ROUND_COLUMNS, write_rounds
 
     experiment = load_experiment(ini_path)
     history = history_of(read_kept(ini_path), experiment)
-    decision = decide_now(experiment, db_path, sequential_decide, value, rope)
+    try:
+        decision = decide_now(experiment, db_path, sequential_decide, value, rope)
+    except MosaicError as error:  # nothing to decide on (no run in the database): say so in the files
+        write_rows_csv(csv_path, [], ROUND_COLUMNS)
+        render_message(plot_path, f"no rounds on {value}: {error}")
+        return {"decision": f"no decision: {error}"}
     write_rounds(db_path, value, history, headline_groups(decision) or None, csv_path, plot_path)
     counts = wanted_counts(experiment, db_path, decision.targets, load_groups(db_path, value))
     added = sum(counts.values()) - len(experiment.runs)
@@ -119,6 +126,7 @@ def workflow_round(ini_path, db_path, value, rope, csv_path, plot_path, advance=
                           if row["state"] == "undecided"]}
     if advance and not decision.done and added > 0:
         kept.update(round=len(history) + 1, replicates=counts, history=[*history, counts], added=added)
+    os.makedirs(os.path.dirname(REPLICATES_FILE), exist_ok=True)  # plain snakemake in a fresh folder
     runfiles.write_json(REPLICATES_FILE, kept)
     return kept
 

@@ -26,7 +26,8 @@ def round_of(replicate, pipeline, history):
 
 def round_rows(db_path, value, history, headline=None):
     """One row per (round, dataset key, group) of the groups in `headline` ({(dataset_key, label)}, default
-    every group): the group's runs at that round (its pipelines' counts in `history`), its values there (n),
+    every group): the group's runs at that round (the counts in `history` of its pipelines, those of its runs
+with a value), its values there (n),
     the center and interval of stats.mean_interval on the comparison's scale (compare.choose_scale, as the
     decision uses), and the runs of the whole round (round_runs)."""
     from mosaic.results.compare import choose_scale

@@ -156,6 +156,22 @@ def test_the_decision_lines_name_the_undecided_pairs_and_the_next_round(tmp_path
     assert decision_lines(str(tmp_path / "other.ini")) == []
 
 
+def test_the_rounds_rule_on_a_database_without_runs_writes_placeholders(tmp_path, monkeypatch):
+    import sqlite3
+
+    from mosaic.ops.rounds import workflow_round
+    from mosaic.results.database import build
+
+    monkeypatch.chdir(tmp_path)
+    build(load_ini(tmp_path, AUTO), str(tmp_path / "db.db"))
+    with sqlite3.connect(tmp_path / "db.db") as connection:
+        connection.execute("DELETE FROM runs")
+    kept = workflow_round("config.ini", "db.db", "test_loss", None, "rounds.csv", "rounds.png")
+    assert kept == {"decision": "no decision: db.db: no run to compare"} and not os.path.exists(REPLICATES_FILE)
+    assert (tmp_path / "rounds.csv").read_text().startswith("round,dataset_key,group,runs,n,")
+    assert (tmp_path / "rounds.png").stat().st_size > 0
+
+
 # ---------------------------------------------------------------- mosaic_run's rounds, a stub decision
 
 
