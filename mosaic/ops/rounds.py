@@ -100,9 +100,10 @@ def headline_groups(decision):
     return {(row["dataset_key"], label) for row in decision.rows for label in (row["label"], row["versus"])}
 
 
-def workflow_round(ini_path, db_path, value, rope, csv_path, plot_path, advance=True):
+def workflow_round(ini_path, db_path, value, rope, csv_path, plot_path, text_path, advance=True):
     """The workflow's `rounds` rule: decide on the database of the round just run (sequential_decide), write
-    rounds.csv and its plot (the rounds so far), and, when `advance` (not a partial build) and the decision
+    rounds.csv and its plot (the rounds so far), the decision's lines (decision_lines: the report's first page
+    shows them) in `text_path`, and, when `advance` (not a partial build) and the decision
     asks for more replicates, the next round's counts in REPLICATES_FILE; the decision's line always. Returns
     what it wrote in REPLICATES_FILE."""
     from mosaic.results.figures import render_message, write_rows_csv
@@ -116,6 +117,7 @@ def workflow_round(ini_path, db_path, value, rope, csv_path, plot_path, advance=
     except MosaicError as error:  # nothing to decide on (no run in the database): say so in the files
         write_rows_csv(csv_path, [], ROUND_COLUMNS)
         render_message(plot_path, f"no rounds on {value}: {error}")
+        runfiles.write_atomic(text_path, f"mosaic: no decision: {error}\n")
         return {"decision": f"no decision: {error}"}
     write_rounds(db_path, value, history, headline_groups(decision) or None, csv_path, plot_path)
     counts = wanted_counts(experiment, db_path, decision.targets, load_groups(db_path, value))
@@ -128,6 +130,7 @@ def workflow_round(ini_path, db_path, value, rope, csv_path, plot_path, advance=
         kept.update(round=len(history) + 1, replicates=counts, history=[*history, counts], added=added)
     os.makedirs(os.path.dirname(REPLICATES_FILE), exist_ok=True)  # plain snakemake in a fresh folder
     runfiles.write_json(REPLICATES_FILE, kept)
+    runfiles.write_atomic(text_path, "\n".join(lines_of(kept)) + "\n")
     return kept
 
 
@@ -135,8 +138,11 @@ def decision_lines(ini_path):
     """The lines that end an adaptive experiment's run, after the fixed-design summary: which comparisons that
     summary may call settled stay undecided, the decision's line, and the next round when one is asked."""
     kept = read_kept(ini_path)
-    if not kept or "decision" not in kept:
-        return []
+    return lines_of(kept) if kept and "decision" in kept else []
+
+
+def lines_of(kept):
+    """decision_lines of REPLICATES_FILE's content `kept`."""
     lines = []
     if kept.get("undecided"):
         lines.append("mosaic: the summary above is that of a fixed design; with multiplicity = auto the line below"

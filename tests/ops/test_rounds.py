@@ -166,10 +166,11 @@ def test_the_rounds_rule_on_a_database_without_runs_writes_placeholders(tmp_path
     build(load_ini(tmp_path, AUTO), str(tmp_path / "db.db"))
     with sqlite3.connect(tmp_path / "db.db") as connection:
         connection.execute("DELETE FROM runs")
-    kept = workflow_round("config.ini", "db.db", "test_loss", None, "rounds.csv", "rounds.png")
+    kept = workflow_round("config.ini", "db.db", "test_loss", None, "rounds.csv", "rounds.png", "rounds.txt")
     assert kept == {"decision": "no decision: db.db: no run to compare"} and not os.path.exists(REPLICATES_FILE)
     assert (tmp_path / "rounds.csv").read_text().startswith("round,dataset_key,group,runs,n,")
     assert (tmp_path / "rounds.png").stat().st_size > 0
+    assert (tmp_path / "rounds.txt").read_text() == "mosaic: no decision: db.db: no run to compare\n"
 
 
 # ---------------------------------------------------------------- mosaic_run's rounds, a stub decision
@@ -322,7 +323,7 @@ def test_a_clear_difference_stops_the_real_decision_at_min_multiplicity(tmp_path
         " needed as many (6 runs at 3 replicates each)")
 
 
-def plain_snakemake(exp):
+def plain_snakemake(exp, *extra):
     """`snakemake` in the experiment's folder, as a user types it (no mosaic_run)."""
     import subprocess
 
@@ -330,7 +331,7 @@ def plain_snakemake(exp):
 
     done = subprocess.run(
         [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--cores", "2", "--config", f"ini={exp.ini}",
-         f"database={exp.db}", f"plots={exp.folder / 'database_plots'}"],
+         f"database={exp.db}", f"plots={exp.folder / 'database_plots'}", *extra],
         cwd=exp.folder, capture_output=True, text=True, timeout=600, env=command_env(),
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -351,6 +352,7 @@ def test_plain_snakemake_runs_one_round_per_call_and_the_next_call_trains_the_ne
     lines = first.rstrip().splitlines()
     assert lines[-2].startswith("mosaic: round 1, 6 runs: not decided yet: mlp_funnel is undecided against"), lines
     assert lines[-1] == "round 2: 2 more runs; run snakemake again (or mosaic_run)"
+    assert (exp.folder / "database_plots" / "rounds.txt").read_text().splitlines() == lines[-3:]
     trained = exp.result_mtimes()
 
     second = plain_snakemake(exp)
@@ -369,3 +371,7 @@ def test_plain_snakemake_runs_one_round_per_call_and_the_next_call_trains_the_ne
     assert {run.run_hash for run in load_experiment(str(fixed.ini)).runs} == set(now)
     plain_snakemake(exp)  # a third call: decided, up to date, nothing trained
     assert exp.result_mtimes() == now
+    plain_snakemake(exp, "--report", "report.html")  # its first page: the decision under the verdict
+    report = (exp.folder / "report.html").read_text()
+    assert "<strong>Multiplicity = auto:</strong> budget spent after 2 rounds and 8 runs: " in report
+    assert "rounds.png" in report and "rounds.csv" in report

@@ -124,9 +124,10 @@ def tune_targets():
 
 
 def rounds_files():
-    """The rounds rule's outputs (multiplicity = auto): the rounds' table and its plot, beside the other plots."""
+    """The rounds rule's outputs (multiplicity = auto): the rounds' table, its plot and the decision's lines,
+    beside the other plots."""
     suffix = "" if config["compare_value"] == "test_loss" else f"_{config['compare_value']}"
-    return {name: os.path.join(PLOTS, f"rounds{suffix}.{name}") for name in ("csv", "png")}
+    return {name: os.path.join(PLOTS, f"rounds{suffix}.{name}") for name in ("csv", "png", "txt")}
 
 
 def rounds_targets():

@@ -44,6 +44,7 @@ rule rounds:
     output:
         csv=report(rounds_files()["csv"], caption="../report/rounds.rst", category="Verdicts"),
         plot=report(rounds_files()["png"], caption="../report/rounds.rst", category="Verdicts"),
+        text=report(rounds_files()["txt"], caption="../report/rounds.rst", category="Verdicts"),
     log:
         os.path.join(LOGS, "rounds.log"),
     params:
