@@ -64,12 +64,14 @@ def wanted_counts(experiment, db_path, targets, groups):
     return counts
 
 
-def decide_now(experiment, db_path, decide, value, rope):
+def decide_now(experiment, db_path, decide, value, rope, tune=None):
     """The decision after the round just run, with the settings of [MONITOR] on `value` (rope: None or a
-    number, the workflow's compare_value and compare_rope)."""
+    number, the workflow's compare_value and compare_rope; tune: the training settings the workflow tunes,
+    whose selected settings are decided on, as the tune rule compares them)."""
     monitor = experiment.monitor
+    settings = {"tune": tune} if tune else {}
     return decide(db_path, value=value, rope=None if rope is None else float(rope), min_n=monitor.multiplicity,
-                  max_n=monitor.max_multiplicity, max_runs=monitor.max_runs)
+                  max_n=monitor.max_multiplicity, max_runs=monitor.max_runs, **settings)
 
 
 def read_kept(ini_path):
@@ -100,12 +102,13 @@ def headline_groups(decision):
     return {(row["dataset_key"], label) for row in decision.rows for label in (row["label"], row["versus"])}
 
 
-def workflow_round(ini_path, db_path, value, rope, csv_path, plot_path, text_path, advance=True):
+def workflow_round(ini_path, db_path, value, rope, csv_path, plot_path, text_path, advance=True, tune=None):
     """The workflow's `rounds` rule: decide on the database of the round just run (sequential_decide), write
     rounds.csv and its plot (the rounds so far), the decision's lines (decision_lines: the report's first page
     shows them) in `text_path`, and, when `advance` (not a partial build) and the decision
-    asks for more replicates, the next round's counts in REPLICATES_FILE; the decision's line always. Returns
-    what it wrote in REPLICATES_FILE."""
+    asks for more replicates, the next round's counts in REPLICATES_FILE; the decision's line always. `tune`
+    (the workflow's TUNED, comma-separated): decide on, and grow, each architecture at its setting selected on
+    validation. Returns what it wrote in REPLICATES_FILE."""
     from mosaic.results.figures import render_message, write_rows_csv
     from mosaic.results.groups import load_groups
     from mosaic.results.rounds_report import ROUND_COLUMNS, write_rounds
@@ -113,14 +116,15 @@ def workflow_round(ini_path, db_path, value, rope, csv_path, plot_path, text_pat
     experiment = load_experiment(ini_path)
     history = history_of(read_kept(ini_path), experiment)
     try:
-        decision = decide_now(experiment, db_path, sequential_decide, value, rope)
+        decision = decide_now(experiment, db_path, sequential_decide, value, rope, tune)
     except MosaicError as error:  # nothing to decide on (no run in the database): say so in the files
         write_rows_csv(csv_path, [], ROUND_COLUMNS)
         render_message(plot_path, f"no rounds on {value}: {error}")
         runfiles.write_atomic(text_path, f"mosaic: no decision: {error}\n")
         return {"decision": f"no decision: {error}"}
-    write_rounds(db_path, value, history, headline_groups(decision) or None, csv_path, plot_path)
-    counts = wanted_counts(experiment, db_path, decision.targets, load_groups(db_path, value))
+    groups = decision.groups or load_groups(db_path, value)  # the groups decided on (tuned: the selected settings)
+    write_rounds(db_path, value, history, headline_groups(decision) or None, csv_path, plot_path, groups)
+    counts = wanted_counts(experiment, db_path, decision.targets, groups)
     added = sum(counts.values()) - len(experiment.runs)
     kept = {"ini": os.path.abspath(ini_path), "round": len(history), "replicates": history[-1], "history": history,
             "decision": decision.text, "reason": decision.reason, "added": 0,

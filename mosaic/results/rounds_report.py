@@ -24,12 +24,13 @@ def round_of(replicate, pipeline, history):
     return None
 
 
-def round_rows(db_path, value, history, headline=None):
+def round_rows(db_path, value, history, headline=None, groups=None):
     """One row per (round, dataset key, group) of the groups in `headline` ({(dataset_key, label)}, default
     every group): the group's runs at that round (the counts in `history` of its pipelines, those of its runs
 with a value), its values there (n),
     the center and interval of stats.mean_interval on the comparison's scale (compare.choose_scale, as the
-    decision uses), and the runs of the whole round (round_runs)."""
+    decision uses), and the runs of the whole round (round_runs). `groups`: {dataset_key: [Group]} decided on
+    (default: load_groups; a tuned decision gives each architecture at its selected setting)."""
     from mosaic.results.compare import choose_scale
     from mosaic.results.groups import load_groups
     from mosaic.results.stats import mean_interval
@@ -38,7 +39,7 @@ with a value), its values there (n),
     with closing(open_db(db_path)) as db:
         of_run = {run_id: (pipeline, replicate) for run_id, pipeline, replicate
                   in db.execute("SELECT run_id, pipeline, replicate FROM runs")}
-    groups = [g for members in load_groups(db_path, value).values() for g in members
+    groups = [g for members in (groups or load_groups(db_path, value)).values() for g in members
               if headline is None or (g.dataset_key, g.label) in headline]
     scale = choose_scale("auto", [v for g in groups for v in g.values], higher_is_better(value))
     added = {run_id: round_of(replicate, pipeline, history) for run_id, (pipeline, replicate) in of_run.items()}
@@ -84,9 +85,9 @@ def draw_rounds(rows, value, out_path):
     save(fig, out_path)
 
 
-def write_rounds(db_path, value, history, headline, csv_path, plot_path):
-    """rounds.csv and its plot for the rounds of `history`."""
-    rows = round_rows(db_path, value, history, headline)
+def write_rounds(db_path, value, history, headline, csv_path, plot_path, groups=None):
+    """rounds.csv and its plot for the rounds of `history` (groups: as round_rows)."""
+    rows = round_rows(db_path, value, history, headline, groups)
     write_rows_csv(csv_path, rows, ROUND_COLUMNS)
     draw_rounds(rows, value, plot_path)
     return rows

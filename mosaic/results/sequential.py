@@ -262,7 +262,8 @@ def decide(db_path, value="test_loss", higher=None, rope=None, min_n=MIN_MULTIPL
     the groups counted by their runs (failed, diverged and pending ones included), tested on their values.
     `tune` (the training settings the workflow tunes, a list or 'lr,weight_decay'; None or empty: none): each
     architecture group is then its runs at the setting selected on validation (mosaic_compare --tune), and
-    only those grow; every run counts against max_runs. Decision.groups holds the groups decided on."""
+    only those grow; every run counts against max_runs; without a validation value to select on, each setting
+    is a variant, as without `tune`. Decision.groups holds the groups decided on."""
     from mosaic.results.compare import choose_scale
     from mosaic.results.groups import load_groups
     from mosaic.results.values import higher_is_better
@@ -270,14 +271,18 @@ def decide(db_path, value="test_loss", higher=None, rope=None, min_n=MIN_MULTIPL
     if higher is None:
         higher = higher_is_better(value)
     names = [n.strip() for n in tune.split(",")] if isinstance(tune, str) else list(tune or ())
-    spent = None
+    spent, groups = None, None
     if names:
         from mosaic.results.tuning import load_tuned
 
-        tuned = [t for members in load_tuned(db_path, value, names).values() for t in members]
-        spent = sum(g.n_ended + g.n_unfinished for t in tuned for g in t.settings.values())
-        groups = [t.settings[t.selected] for t in tuned if t.select(higher) is not None]
-    else:
+        try:
+            tuned = [t for members in load_tuned(db_path, value, names).values() for t in members]
+        except MosaicError:  # no validation value to select on (the tune rule refuses): each setting a variant
+            tuned = None
+        if tuned is not None:
+            spent = sum(g.n_ended + g.n_unfinished for t in tuned for g in t.settings.values())
+            groups = [t.settings[t.selected] for t in tuned if t.select(higher) is not None]
+    if groups is None:
         groups = [group for members in load_groups(db_path, value).values() for group in members]
     scale = choose_scale("auto", [v for group in groups for v in group.values], higher)
     keys = {id(g): (g.dataset_key, g.label) for g in groups}

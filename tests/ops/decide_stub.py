@@ -21,7 +21,7 @@ def decide(db_path, **settings):
     targets = {(g.dataset_key, g.label): min(len(g.values) + 1, settings["max_n"])
                for g in groups if len(g.values) < wanted}
     n = sum(len(g.values) for g in groups)
-    return SimpleNamespace(done=not targets, round=count, targets=targets, reason="stub", rows=[],
+    return SimpleNamespace(done=not targets, round=count, targets=targets, reason="stub", rows=[], groups={},
                            text=f"decided after {count} rounds and {n} runs (stub)")
 
 

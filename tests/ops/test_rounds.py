@@ -375,3 +375,28 @@ def test_plain_snakemake_runs_one_round_per_call_and_the_next_call_trains_the_ne
     report = (exp.folder / "report.html").read_text()
     assert "<strong>Multiplicity = auto:</strong> budget spent after 2 rounds and 8 runs: " in report
     assert "rounds.png" in report and "rounds.csv" in report
+
+
+@pytest.mark.slow
+def test_with_tuned_learning_rates_only_each_architectures_selected_rate_grows(tmp_path):
+    """Two learning rates per architecture (the workflow tunes lr, selected on validation): round 1 trains
+    3 replicates of each of the 4 pipelines; the decision is on each architecture at its selected rate, as
+    the tune rule compares them, so round 2 grows those 2 pipelines only."""
+    from mosaic.results.tuning import tune
+
+    exp = auto_experiment(tmp_path, low=3, high=4)
+    exp.edit("PROCESS", "lr", "0.001, 0.05")
+    exp.edit("PROCESS", "validation_split", 0.25)
+    plain_snakemake(exp)
+    assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(12,)]
+    kept = json.loads((exp.folder / REPLICATES_FILE).read_text())
+    [tuned] = tune(str(exp.db), names="lr")
+    selected = {group.label: dict(group.selected)["lr"] for group in tuned.groups}
+    assert set(selected) == {"mlp_funnel", "mlp_brick"}
+    assert kept["reason"] == "undecided"  # 2 epochs of width 2: seeded, close after round 1
+    grown = {pipeline for pipeline, n in kept["replicates"].items() if n == 4}
+    assert kept["added"] == 2 and len(grown) == 2 and sorted(kept["replicates"].values()) == [3, 3, 4, 4]
+    for label, lr in selected.items():
+        assert [p for p in grown if label in p and f"lr={lr:g}" in p.replace(" ", "")], (grown, selected)
+    rows = (exp.folder / "database_plots" / "rounds.csv").read_text().splitlines()
+    assert {row.split(",")[2] for row in rows[1:]} == {"mlp_funnel", "mlp_brick"}  # the selected settings

@@ -230,3 +230,11 @@ def test_a_metric_where_higher_is_better_decides_the_right_way(tmp_path):
     db = build_tuned_database(tmp_path, finals, metric="accuracy")
     decision = decide(db, value="accuracy", min_n=3, max_n=10)
     assert decision.done and [(r["label"], r["state"], r["versus"]) for r in decision.rows] == [("B", "worse", "A")]
+
+
+def test_without_a_validation_value_a_tuned_decision_takes_each_setting_as_a_variant(tmp_path):
+    finals = {("ds", model, (lr,)): [(base * lr * s, None) for s in (1.0, 1.3, 0.8)]
+              for lr in (0.01, 0.1) for model, base in (("A", 1.0), ("B", 2.0))}
+    db = build_tuned_database(tmp_path, finals, with_validation=False)
+    assert sorted(decide(db, tune="lr").targets) == sorted(decide(db).targets)
+    assert len(decide(db, tune="lr").targets) == 4

@@ -51,6 +51,7 @@ rule rounds:
         value=config["compare_value"],
         rope=config["compare_rope"],
         advance=not (PARTIAL or ALSO),
+        tune=",".join(TUNED),  # decide on each architecture at its setting selected on validation, as tune does
     conda:
         "../envs/mosaic.yaml"
     script:

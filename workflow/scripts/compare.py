@@ -14,8 +14,9 @@ with open(snakemake.log[0], "w") as sys.stderr:  # noqa: F821 (snakemake is inje
     value, rope, solved_below = params.value, params.rope, params.solved_below
     set_meta(database, "plots", os.path.abspath(folder))  # mosaic_compare's default folder: one plot folder
     try:
-        print(run_compare(database, folder, value, rope=None if rope is None else float(rope), scale=params.scale,
-                          solved_below=None if solved_below is None else float(solved_below), detail=True), file=sys.stderr)
+        text = run_compare(database, folder, value, rope=None if rope is None else float(rope), scale=params.scale,
+                           solved_below=None if solved_below is None else float(solved_below), detail=True)
+        print(text, file=sys.stderr)
     except MosaicError as error:  # nothing to compare yet: say so in the files
         print(error, file=sys.stderr)
         write_placeholders(folder, value, f"no comparison on {value}: {error}")
