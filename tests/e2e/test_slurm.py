@@ -96,6 +96,28 @@ def test_plain_snakemake_with_the_slurm_profile_one_job_per_run(tmp_path, slurm_
     assert pdf_pages(exp.folder / "plots" / "plotloss.pdf") == 1
 
 
+def test_auto_replicates_submit_only_each_rounds_new_runs(tmp_path, slurm_env):
+    """multiplicity = auto through the SLURM profile: round 1 submits the 6 runs of min_multiplicity 3, the
+    rounds rule (local) asks for a fourth replicate of each undecided group, round 2 submits those 2 runs only."""
+    exp = Experiment(tmp_path / "exp", small_settings(multiplicity="auto", widths="2"))
+    exp.edit("MONITOR", "min_multiplicity", 3)
+    exp.edit("MONITOR", "max_multiplicity", 4)
+    slurm_profile(tmp_path / "profile", groups=None, **{"group-components": None})
+    before = len(sacct_jobs(slurm_env))
+    done = subprocess.run(
+        ["timeout", "-k", "10", "480", str(BIN / "mosaic_run"), "config.ini", "database.db",
+         "--profile", str(tmp_path / "profile")],
+        cwd=exp.folder, capture_output=True, text=True, env=slurm_env,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "mosaic: round 2 (auto replicates): 2 more runs" in done.stdout, done.stdout[-3000:]
+    jobs = sacct_jobs(slurm_env)[before:]
+    assert len(jobs) == 8 and all(state == "COMPLETED" for _, _, state in jobs), jobs  # 6, then 2: none again
+    assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(8,)]
+    last = done.stdout.rstrip().splitlines()[-1]
+    assert re.match(r"mosaic: (budget spent|decided) after 2 rounds and 8 runs: ", last), last
+
+
 def recording_sbatch(folder):
     """A folder holding an `sbatch` that logs its arguments, then runs the real one."""
     real = shutil.which("sbatch")
