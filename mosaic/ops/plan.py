@@ -12,7 +12,8 @@ import subprocess
 import sys
 
 DRY_RUN_FLAGS = ("--dry-run", "--dryrun")
-FOLLOWING = (("database", ("database",)), ("plots", ("plotloss", "metaplot")), ("comparison", ("compare",)))
+FOLLOWING = (("database", ("database",)), ("plots", ("plotloss", "metaplot")), ("comparison", ("compare",)),
+             ("decision on more replicates (multiplicity = auto)", ("rounds",)))
 JOB_COUNT = re.compile(r"^(\w+)\s+(\d+)$")
 
 

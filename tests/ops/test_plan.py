@@ -24,6 +24,8 @@ def test_the_plan_names_pipelines_replicates_and_what_follows():
     assert plan.plan_text(runs(1), {}) == (
         "mosaic: 1 run = 1 pipeline × 1 replicate; 0 to train, 1 kept (done); nothing else to do")
     assert plan.shape(runs(2, 3)) == "5 runs in 2 pipelines"
+    assert plan.plan_text(runs(3, 3), {**ALL, "train": 6, "rounds": 1}).endswith(
+        "then the database, plots, comparison and decision on more replicates (multiplicity = auto)")
 
 
 def test_the_job_counts_are_read_from_snakemakes_table():
