@@ -6,12 +6,11 @@ import os
 import re
 import sysconfig
 
-import mosaic
-
 COUNTED = (("done", "done"), ("running", "running"), ("error", "failed"), ("pending", "pending"))
 FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+), in ')
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # mosaic/, two floors up from this file
 LIBRARIES = tuple(os.path.join(os.path.realpath(path), "") for path in (
-    os.path.dirname(mosaic.__file__), sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]))
+    PACKAGE, sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]))
 
 
 def scientific(value):
