@@ -61,17 +61,22 @@ def slurm_profile(folder, **changes):
     return folder
 
 
+def mosaic_run_with_profile(exp, profile, env, limit=480):
+    """`mosaic_run config.ini database.db --profile <profile>` in the experiment's folder; it must succeed."""
+    done = subprocess.run(
+        ["timeout", "-k", "10", str(limit), str(BIN / "mosaic_run"), "config.ini", "database.db",
+         "--profile", str(profile)],
+        cwd=exp.folder, capture_output=True, text=True, env=env,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
 def test_experiment_through_slurm_with_batching(tmp_path, slurm_env):
     exp = Experiment(tmp_path / "exp", small_settings())
     slurm_profile(tmp_path / "profile", **{"group-components": "runs=2"})  # 4 runs in 2 SLURM jobs
     before = len(sacct_jobs(slurm_env))
-
-    done = subprocess.run(
-        ["timeout", "-k", "10", "480", str(BIN / "mosaic_run"), "config.ini", "database.db",
-         "--profile", str(tmp_path / "profile")],
-        cwd=exp.folder, capture_output=True, text=True, env=slurm_env,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    mosaic_run_with_profile(exp, tmp_path / "profile", slurm_env)
     jobs = sacct_jobs(slurm_env)[before:]
     assert len(jobs) == 2 and all(state == "COMPLETED" for _, _, state in jobs), jobs
     assert exp.query("SELECT COUNT(*) FROM runs WHERE status = 'done'") == [(4,)]
@@ -104,12 +109,7 @@ def test_auto_replicates_submit_only_each_rounds_new_runs(tmp_path, slurm_env):
     exp.edit("MONITOR", "max_multiplicity", 4)
     slurm_profile(tmp_path / "profile", groups=None, **{"group-components": None})
     before = len(sacct_jobs(slurm_env))
-    done = subprocess.run(
-        ["timeout", "-k", "10", "480", str(BIN / "mosaic_run"), "config.ini", "database.db",
-         "--profile", str(tmp_path / "profile")],
-        cwd=exp.folder, capture_output=True, text=True, env=slurm_env,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = mosaic_run_with_profile(exp, tmp_path / "profile", slurm_env)
     assert "mosaic: round 2 (auto replicates): 2 more runs" in done.stdout, done.stdout[-3000:]
     jobs = sacct_jobs(slurm_env)[before:]
     assert len(jobs) == 8 and all(state == "COMPLETED" for _, _, state in jobs), jobs  # 6, then 2: none again
